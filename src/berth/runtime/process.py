@@ -238,7 +238,7 @@ def open_console(size: tuple[int, int] | None, uid: int, gid: int) -> tuple[int,
     n = struct.unpack("I", fcntl.ioctl(master, _TIOCGPTN, b"\0" * 4))[0]
     slave_path = f"/dev/pts/{n}"
     slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    os.fchown(slave, uid, gid)
+    os.fchown(slave, uid, -1)
     if size and size[0] and size[1]:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
     if not os.path.lexists("/dev/console"):

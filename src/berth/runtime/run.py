@@ -3,7 +3,6 @@ it, and, when it has a terminal and nobody else takes the pty, relay it to our o
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import socket
@@ -53,21 +52,24 @@ def run(rt: Runtime, cid: str, bundle: str, *, detach: bool, console_socket: str
             rt.delete(cid, force=True)
 
 
-def exec_cli(rt: Runtime, args: argparse.Namespace) -> int:
-    cmd = list(args.command)
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
-    spec = rt._saved_spec(args.id)
-    proc = exec_process_from_args(spec, cmd, env=args.env, cwd=args.cwd, user=args.user,
-                                  tty=args.tty, process_file=args.process)
-    relay = proc.terminal and not args.console_socket
+def exec_cli(rt: Runtime, a: dict[str, Any]) -> int:
+    """`exec` from parsed CLI options (see cli._COMMANDS["exec"])."""
+    cid = a["id"]
+    rt.load(cid)  # a clear "does not exist" before anything else
+    spec = rt._saved_spec(cid)
+    proc = exec_process_from_args(spec, list(a.get("command", [])), env=a.get("env", []),
+                                  cwd=a.get("cwd"), user=a.get("user"),
+                                  tty=a.get("tty", False), process_file=a.get("process"))
+    detach = a.get("detach", False)
+    console_socket = a.get("console_socket")
+    relay = proc.terminal and not console_socket
     ours = theirs = None
     if relay:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        pid = rt.exec(args.id, proc, subreaper=not args.detach,
+        pid = rt.exec(cid, proc, subreaper=not detach,
                       console_fd=theirs.fileno() if theirs else None,
-                      console_socket=args.console_socket)
+                      console_socket=console_socket)
     finally:
         if theirs is not None:
             theirs.close()
@@ -76,10 +78,10 @@ def exec_cli(rt: Runtime, args: argparse.Namespace) -> int:
         _msg, fds, _flags, _addr = socket.recv_fds(ours, 16, 1)
         master = fds[0]
         ours.close()
-    if args.pid_file:
-        with open(args.pid_file, "w") as f:
+    if a.get("pid_file"):
+        with open(a["pid_file"], "w") as f:
             f.write(str(pid))
-    if args.detach:
+    if detach:
         return 0
     return wait_process(pid, master)
 
