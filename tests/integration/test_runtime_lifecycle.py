@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,10 +24,17 @@ class RT:
         self.exe = exe
         self.root = root
 
-    def __call__(self, *args: str, check: bool = True, input: str | None = None,
+    def __call__(self, *args: str, check: bool = True,
                  timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([str(self.exe), "--root", str(self.root), *args], text=True,
-                              capture_output=True, input=input, timeout=timeout)
+        # Files, not pipes: a created container inherits the caller's stdio (as with runc),
+        # so a pipe would stay open until the container exits.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            code = subprocess.run([str(self.exe), "--root", str(self.root), *args],
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                  timeout=timeout).returncode
+            out.seek(0)
+            err.seek(0)
+            proc = subprocess.CompletedProcess(args, code, out.read(), err.read())
         if check and proc.returncode != 0:
             raise AssertionError(f"berth-runtime {' '.join(args)} -> {proc.returncode}\n"
                                  f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
