@@ -57,6 +57,7 @@ class HugetlbOnV1:
         self.created_dir = False
         self.mounted = False
         self.restored = True
+        self.left: list[str] = []
 
     def __enter__(self) -> HugetlbOnV1:
         if not HUGETLB.exists():
@@ -70,6 +71,15 @@ class HugetlbOnV1:
 
     def __exit__(self, *exc: object) -> None:
         if self.mounted:
+            # A cgroup left in this temporary hierarchy would keep hugetlb off cgroup2 for good:
+            # note it (a tool did not clean up) and remove it, deepest first.
+            for d in sorted(HUGETLB.rglob("*/"), key=lambda p: len(p.parts), reverse=True):
+                if d.is_dir():
+                    self.left.append(str(d.relative_to(HUGETLB)))
+                    try:
+                        d.rmdir()
+                    except OSError:
+                        pass
             subprocess.run(["umount", str(HUGETLB)], check=False)
             # The v1 hierarchy gives hugetlb back to cgroup2 only if it has no child cgroup when
             # unmounted; one still being freed (crun's last container) keeps it bound. Mount it
@@ -188,6 +198,11 @@ def run(ctx: Context) -> list[Measurement]:
         finally:
             if hugetlb is not None:
                 hugetlb.__exit__(None, None, None)
+                if hugetlb.left:
+                    results.append(Measurement(
+                        NAME, "(hugetlb set-up)", "runc", status="error",
+                        note="cgroups left in the hugetlb hierarchy (removed): "
+                             + ", ".join(sorted(hugetlb.left))))
                 if not hugetlb.restored:
                     results.append(Measurement(
                         NAME, "(hugetlb set-up)", "runc", status="error",
