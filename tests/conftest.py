@@ -6,7 +6,8 @@
 A test marked `root` anywhere is skipped when not running as root.
 
 Fixtures (all need root):
-    berth_env      BerthEnv(root, run, tmp): BERTH_ROOT=tmp/root and BERTH_RUN=tmp/run, both
+    berth_env      (automatic in tests/integration/ and tests/conformance/)
+                   BerthEnv(root, run, tmp): BERTH_ROOT=tmp/root and BERTH_RUN=tmp/run, both
                    new and empty, set in os.environ for the test. After the test: everything new
                    since it started (mounts, *berth* cgroups, netns, veths, berth processes; see
                    helpers/leaks.py) must be gone within 5 s, or the test errors at teardown.
@@ -134,6 +135,15 @@ def berth_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Berth
             "time can cause this too; BERTH_LEAK_CHECK=0 turns the check off)",
             pytrace=False,
         )
+
+
+@pytest.fixture(autouse=True)
+def _own_berth_env_in_root_suites(request: pytest.FixtureRequest) -> None:
+    """Every test of tests/integration/ and tests/conformance/ gets berth_env, asked for or not:
+    its own BERTH_ROOT/BERTH_RUN (never the machine's) and the leak check. Being autouse, it is
+    set up before the test's other fixtures and so checks after all of their teardowns."""
+    if _suite(request.node.path) in ROOT_DIRS:
+        request.getfixturevalue("berth_env")
 
 
 @pytest.fixture(scope="session")
