@@ -9,7 +9,6 @@ linux.seccomp to seccomp) are kept as plain dicts and validated by that module.
 from __future__ import annotations
 
 import json
-import re
 from collections import namedtuple
 
 from berth.errors import InvalidConfig
@@ -31,7 +30,6 @@ RLIMIT_NAMES = (
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
               "poststop")
 
-_ENV_RE = re.compile(r"^[^=]+=", re.S)
 
 
 # -- small typed readers: each names the field it reads --------------------------------------
@@ -271,7 +269,7 @@ def _parse_process(raw: Any, f: str) -> Process:
         raise InvalidConfig(f"{f}.cwd", "is required")
     env = _strs(p.get("env", []), f"{f}.env")
     for i, e in enumerate(env):
-        if not _ENV_RE.match(e):
+        if e.find("=") < 1:
             raise InvalidConfig(f"{f}.env[{i}]", f"must be KEY=value, got {e!r}")
     u = _obj(p.get("user", {}), f"{f}.user")
     user = User(

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from enum import StrEnum
 
 from berth.errors import Conflict, InvalidArgument, NoSuchContainer
 
 OCI_VERSION = "1.0.2"
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,1023}$")
+_ID_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_ID_CHARS = _ID_FIRST | frozenset("_.+-")
 
 
 class Status(StrEnum):
@@ -40,7 +40,7 @@ class Status(StrEnum):
 
 
 def check_id(cid: str) -> str:
-    if not _ID_RE.match(cid):
+    if not (0 < len(cid) <= 1024 and cid[0] in _ID_FIRST and _ID_CHARS.issuperset(cid)):
         raise InvalidArgument(f"invalid container id {cid!r}: use letters, digits and _ . + -")
     return cid
 

@@ -20,7 +20,7 @@ from berth.errors import ResourceLimit, RuntimeFailure
 
 from . import devices as dev
 from .files import perform, read_file, read_int, read_keyed, write_file
-from .layout import Layout, cgroup_path, read_layout
+from .layout import DEFAULT_PARENT, Layout, cgroup_path, read_layout
 from .plan import place, plan_writes
 from .resources import parse_resources
 from .v1 import HostV1
@@ -103,15 +103,22 @@ class Cgroups:
         if not self._mounts:
             raise ResourceLimit("no cgroup hierarchy is mounted on this host")
         cpuset = self.layout.v1.get("cpuset")
-        try:
-            for mnt in self._mounts:
-                if mnt == cpuset:
-                    self._create_cpuset(mnt)
-                else:
-                    os.makedirs(mnt + self.path, 0o755, exist_ok=True)
-        except OSError as e:
-            raise RuntimeFailure(f"cgroup {self.path}: cannot create {e.filename}: "
-                                 f"{os.strerror(e.errno or 0)}") from e
+        for attempt in range(5):
+            try:
+                for mnt in self._mounts:
+                    if mnt == cpuset:
+                        self._create_cpuset(mnt)
+                    else:
+                        os.makedirs(mnt + self.path, 0o755, exist_ok=True)
+                break
+            except FileNotFoundError:
+                # Another container's destroy removed the shared /berth parent between our
+                # check and our mkdir (see destroy): make it again.
+                if attempt == 4:
+                    raise RuntimeFailure(f"cgroup {self.path}: its parent keeps vanishing") from None
+            except OSError as e:
+                raise RuntimeFailure(f"cgroup {self.path}: cannot create {e.filename}: "
+                                     f"{os.strerror(e.errno or 0)}") from e
         if self.layout.mode == "v2":
             # Pure v2: offer every controller to the container, as runc does, so that its
             # limits can be set and its statistics read.
@@ -423,6 +430,16 @@ class Cgroups:
             raise RuntimeFailure(f"cannot remove cgroup {self.path}"
                                  f"{f' (processes still in it: {left})' if left else ''}: "
                                  + "; ".join(failed))
+        parent = os.path.dirname(self.path)
+        if parent == DEFAULT_PARENT:
+            # The shared parent of berth's default paths goes with its last container, so
+            # that berth leaves nothing in the host's tree (a busy parent stays: rmdir of a
+            # cgroup with children fails, and create retries if it loses a race with us).
+            for mnt in self._mounts:
+                try:
+                    os.rmdir(mnt + parent)
+                except OSError:
+                    pass
 
     # -- stats -----------------------------------------------------------------------------
 

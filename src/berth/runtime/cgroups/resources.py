@@ -10,7 +10,6 @@ thing there, and config files written for runc rely on it.
 
 from __future__ import annotations
 
-import re
 from collections import namedtuple
 
 from berth.errors import InvalidConfig
@@ -23,9 +22,16 @@ if TYPE_CHECKING:
 
 F = "linux.resources"
 
-_CPULIST_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
-_PAGESIZE_RE = re.compile(r"^[1-9]\d*[KMG]B$")
-_UNIFIED_KEY_RE = re.compile(r"^[a-z_][a-z0-9_]*\.[A-Za-z0-9_.]+$")
+# Patterns are compiled on first use: `re` costs milliseconds of start-up, and most
+# containers set none of these fields.
+_CPULIST = r"^\d+(-\d+)?(,\d+(-\d+)?)*$"
+_PAGESIZE = r"^[1-9]\d*[KMG]B$"
+_UNIFIED_KEY = r"^[a-z_][a-z0-9_]*\.[A-Za-z0-9_.]+$"
+
+
+def _match(pattern: str, text: str) -> bool:
+    import re
+    return re.match(pattern, text) is not None
 _ACCESS = "rwm"
 WILDCARD = -1
 
@@ -193,7 +199,7 @@ def _cpulist(d: dict[str, Any], key: str, f: str) -> str:
     if v is None:
         return ""
     s = _str(v, f"{f}.{key}").replace(" ", "")
-    if s and not _CPULIST_RE.match(s):
+    if s and not _match(_CPULIST, s):
         raise InvalidConfig(f"{f}.{key}", f"must be a list like '0-3,5', got {v!r}")
     for part in s.split(",") if s else ():
         lo, _, hi = part.partition("-")
@@ -309,7 +315,7 @@ def _hugepages(raw: Any, f: str) -> tuple[HugepageLimit, ...]:
         g = f"{f}[{i}]"
         e = _obj(e, g)
         size = _str(e.get("pageSize"), f"{g}.pageSize")
-        if not _PAGESIZE_RE.match(size):
+        if not _match(_PAGESIZE, size):
             raise InvalidConfig(f"{g}.pageSize", f"must look like 2MB or 1GB, got {size!r}")
         if "limit" not in e:
             raise InvalidConfig(f"{g}.limit", "is required")
@@ -370,7 +376,7 @@ def _unified(raw: Any, f: str) -> tuple[tuple[str, str], ...]:
     for key, value in _obj(raw, f).items():
         g = f"{f}.{key}"
         # The key becomes a file name in the container's cgroup directory: no path tricks.
-        if not _UNIFIED_KEY_RE.match(key) or ".." in key:
+        if not _match(_UNIFIED_KEY, key) or ".." in key:
             raise InvalidConfig(g, "must be a cgroup v2 file name like memory.high")
         out.append((key, _str(value, g)))
     return tuple(out)
