@@ -184,6 +184,11 @@ def set_oom_score_adj(value: int) -> None:
 
 
 def set_rlimits(proc: Process) -> None:
+    if not proc.rlimits:
+        # Runs after pivot_root, where the host's stdlib is out of reach: `resource` is only
+        # importable here because check_process imported it before the fork, when there are
+        # rlimits to check.
+        return
     import resource
     for rl in proc.rlimits:
         soft = resource.RLIM_INFINITY if rl.soft >= 2**64 - 1 else rl.soft
