@@ -160,9 +160,17 @@ def _make_device(dev: Device, rootfs: str, userns: bool) -> None:
 
 def pivot(rootfs: str) -> None:
     try:
-        os.chdir(rootfs)
-        _sys.pivot_root(".", ".")
-        # The old root is stacked under the new one: detach it without touching the host.
+        old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.chdir(rootfs)
+            _sys.pivot_root(".", ".")
+            # The old root is now stacked on the new one, but "." still names the new root:
+            # go to the old one by its fd, or the rslave below would also strip the
+            # propagation ("shared", "unbindable"...) the spec gave the container's mounts.
+            os.fchdir(old_root)
+        finally:
+            os.close(old_root)
+        # Detach the old root without our unmounts reaching the host.
         _sys.mount(None, ".", None, _sys.MS_SLAVE | _sys.MS_REC)
         _sys.umount2(".", _sys.MNT_DETACH)
         os.chdir("/")
