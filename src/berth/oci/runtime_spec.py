@@ -8,10 +8,10 @@ linux.seccomp to seccomp) are kept as plain dicts and validated by that module.
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
 
 from berth.errors import InvalidConfig
+from berth.oci import fastjson
 
 # typing and dataclasses cost milliseconds at start-up, and this module is on the path of
 # every container start: the model is made of named tuples, and typing is only for checkers.
@@ -204,7 +204,7 @@ class Spec(namedtuple(
     @classmethod
     def from_json(cls, text: str | bytes) -> Spec:
         try:
-            raw = json.loads(text)
+            raw = fastjson.loads(text)
         except (ValueError, UnicodeDecodeError) as e:
             raise InvalidConfig("config.json", f"not valid JSON: {e}") from e
         return parse_spec(raw)

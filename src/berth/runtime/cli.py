@@ -7,9 +7,7 @@ container's own exit status through (128+N when a signal N killed it).
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sys
 
 TYPE_CHECKING = False
@@ -142,6 +140,8 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
 
 
 def parse_signal(text: str) -> int:
+    import signal
+
     from berth.errors import InvalidArgument
     t = text.strip().upper()
     if t.isdigit():
@@ -206,6 +206,7 @@ def _dispatch(a: dict[str, Any]) -> int:
     if cmd == "start":
         rt.start(a["id"])
     elif cmd == "state":
+        import json
         print(json.dumps(rt.state(a["id"]), indent=2))
     elif cmd == "kill":
         rt.kill(a["id"], parse_signal(a.get("signal", "SIGTERM")), all_processes=a.get("all", False))
@@ -234,6 +235,7 @@ def _list(rt: Any, fmt: str, quiet: bool) -> None:
         for c in items:
             print(c["id"])
     elif fmt == "json":
+        import json
         print(json.dumps(items))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
@@ -245,6 +247,7 @@ def _list(rt: Any, fmt: str, quiet: bool) -> None:
 def _ps(rt: Any, cid: str, fmt: str) -> None:
     pids = rt.pids(cid)
     if fmt == "json":
+        import json
         print(json.dumps(pids))
         return
     rows = [("UID", "PID", "PPID", "STAT", "CMD")]
@@ -274,6 +277,7 @@ def _spec(bundle: str) -> int:
     target = os.path.join(bundle, "config.json")
     if os.path.exists(target):
         raise Conflict(f"{target} exists: remove it first")
+    import json
     with open(target, "x") as f:
         f.write(json.dumps(default_config(), indent="\t"))
     return 0

@@ -6,10 +6,9 @@ saves. The engine calls these in-process; `berth-runtime` is a thin CLI over the
 
 from __future__ import annotations
 
+import _socket
 import os
 import select
-import signal
-import socket
 import time
 
 from berth.errors import (BerthError, Conflict, InvalidArgument, InvalidConfig, NotFound,
@@ -19,6 +18,8 @@ from berth.runtime import _sys, process, rootfs
 from berth.runtime.process import (NS_FLAGS, NS_ORDER, NS_PROC, Final, check_process,
                                    check_sysctl, child_main, recv, send)
 from berth.runtime.state import State, Status, check_id, proc_start_time
+
+SIGKILL = 9
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -114,6 +115,10 @@ class Runtime:
                                   "the terminal (or use `run`, which attaches it)")
         caps = check_process(spec.process)
         check_sysctl(spec)
+        if spec.hooks:
+            # The init runs startContainer hooks after pivot_root, where the host's modules
+            # are out of reach: import now, the fork carries it.
+            from berth.runtime import hooks  # noqa: F401
         seccomp_spec = self._seccomp_program(spec.linux.seccomp)
         rootfs_path = os.path.join(bundle, spec.root_path)
         if not os.path.isdir(rootfs_path):
@@ -149,9 +154,9 @@ class Runtime:
         except BaseException as err:
             try:
                 if init_pid:
-                    _kill_quiet(init_pid, signal.SIGKILL)
+                    _kill_quiet(init_pid, SIGKILL)
                 if mgr is not None:
-                    mgr.kill_all(signal.SIGKILL)
+                    mgr.kill_all(SIGKILL)
                     mgr.destroy()
             except (OSError, BerthError) as cleanup:
                 err.add_note(f"cleanup also failed: {cleanup}")
@@ -164,7 +169,7 @@ class Runtime:
         assert proc is not None
         ns_fds: dict[str, int] = {}
         console = None
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent, child = process.channel()
         try:
             for ns in spec.linux.namespaces:
                 if ns.path:
@@ -174,7 +179,7 @@ class Runtime:
                         raise InvalidConfig(f"linux.namespaces[{ns.type}].path",
                                             f"{ns.path}: {e.strerror}") from e
             if opts.console_socket:
-                console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                console = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
                 try:
                     console.connect(opts.console_socket)
                 except OSError as e:
@@ -226,7 +231,7 @@ class Runtime:
                         return init_pid
             except BaseException:
                 if init_pid:
-                    _kill_quiet(init_pid, signal.SIGKILL)
+                    _kill_quiet(init_pid, SIGKILL)
                 raise
             finally:
                 if pid != init_pid:
@@ -244,8 +249,8 @@ class Runtime:
     # The two children. Both run after fork; every failure is reported through `sock`.
 
     def _intermediate(self, spec: Spec, caps: Any, seccomp_spec: dict[str, Any] | None,
-                      mgr: Any, sock: socket.socket, ns_fds: dict[str, int], fifo_fd: int,
-                      console: socket.socket | None, console_fd: int | None, bundle: str) -> None:
+                      mgr: Any, sock: Any, ns_fds: dict[str, int], fifo_fd: int,
+                      console: Any, console_fd: int | None, bundle: str) -> None:
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
         # Join before the new cgroup and user namespaces: both would hide the host's tree.
         mgr.join_self()
@@ -268,8 +273,8 @@ class Runtime:
         send(sock, t="pid", pid=pid)
 
     def _init_direct(self, spec: Spec, caps: Any, seccomp_spec: dict[str, Any] | None,
-                     mgr: Any, sock: socket.socket, ns_fds: dict[str, int], fifo_fd: int,
-                     console: socket.socket | None, console_fd: int | None, bundle: str) -> None:
+                     mgr: Any, sock: Any, ns_fds: dict[str, int], fifo_fd: int,
+                     console: Any, console_fd: int | None, bundle: str) -> None:
         """The init when there is no user namespace: already PID 1 of its pid namespace."""
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
         mgr.join_self()  # before the cgroup namespace, which would hide the host's tree
@@ -279,13 +284,13 @@ class Runtime:
                    False)
 
     def _init(self, spec: Spec, caps: Any, seccomp_spec: dict[str, Any] | None,
-              sock: socket.socket, fifo_fd: int, console: socket.socket | None,
+              sock: Any, fifo_fd: int, console: Any,
               console_fd: int | None, bundle: str, view: rootfs.CgroupView, userns: bool) -> None:
         proc = spec.process
         assert proc is not None
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
         if spec.hostname:
-            socket.sethostname(spec.hostname)
+            _socket.sethostname(spec.hostname)
         if spec.domainname:
             _sys.setdomainname(spec.domainname)
         root = os.path.join(bundle, spec.root_path)
@@ -305,10 +310,8 @@ class Runtime:
         slave = None
         if proc.terminal:
             master, slave = process.open_console(proc.console_size, proc.user.uid, proc.user.gid)
-            target = console if console is not None else socket.socket(fileno=os.dup(console_fd or 0))
-            socket.send_fds(target, [b"console"], [master])
+            process.send_fd(console, console_fd, master)
             os.close(master)
-            target.close()
         try:
             os.chdir(proc.cwd)
         except FileNotFoundError:
@@ -344,7 +347,7 @@ class Runtime:
     def load(self, cid: str) -> tuple[State, Status]:
         st = State.load(self.root, cid)
         status = st.status(self.root)
-        if status is Status.RUNNING:
+        if status == Status.RUNNING:
             try:
                 if _cgroups(st.cgroups_path, cid).frozen():
                     status = Status.PAUSED
@@ -387,13 +390,13 @@ class Runtime:
 
     def pause(self, cid: str) -> None:
         st, status = self.load(cid)
-        if status is not Status.RUNNING:
+        if status != Status.RUNNING:
             raise Conflict(f"container {cid} is {status}, not running: cannot pause it")
         _cgroups(st.cgroups_path, cid).freeze()
 
     def resume(self, cid: str) -> None:
         st, status = self.load(cid)
-        if status is not Status.PAUSED:
+        if status != Status.PAUSED:
             raise Conflict(f"container {cid} is {status}, not paused: cannot resume it")
         _cgroups(st.cgroups_path, cid).thaw()
 
@@ -402,13 +405,13 @@ class Runtime:
         if not status.can_delete() and not force:
             raise Conflict(f"container {cid} is {status}: stop it first or delete --force")
         mgr = _cgroups(st.cgroups_path, cid)
-        if status is not Status.STOPPED:
-            if status is Status.PAUSED:
+        if status != Status.STOPPED:
+            if status == Status.PAUSED:
                 mgr.thaw()
-            mgr.kill_all(signal.SIGKILL)
-            _kill_quiet(st.pid, signal.SIGKILL)
+            mgr.kill_all(SIGKILL)
+            _kill_quiet(st.pid, SIGKILL)
             wait_gone(st.pid, st.pid_start, 5.0)
-        mgr.kill_all(signal.SIGKILL)
+        mgr.kill_all(SIGKILL)
         mgr.destroy()
         try:
             spec = self._saved_spec(cid)
@@ -442,25 +445,30 @@ class Runtime:
 
         Generating the default profile with libseccomp costs ~17 ms and every `berth-runtime`
         is a new process, so programs are kept in <root>/.seccomp/<sha256>.bpf (root only);
-        the key covers the profile, the kernel and the libseccomp version. A hit costs one
-        read; loading the program in the init is one seccomp(2) call.
+        the key covers the profile, the kernel release and berth's version (not libseccomp's:
+        asking it costs the import this cache avoids; any version's program for the same
+        profile is equivalent). A hit costs one read and no import of the seccomp module;
+        loading the program in the init is one seccomp(2) call.
         """
         if profile is None:
             return None
-        import hashlib
-        import json
-        from berth.runtime import seccomp
-        blob = json.dumps(profile, sort_keys=True, separators=(",", ":")).encode()
-        h = hashlib.sha256(blob)
-        h.update(f"|{os.uname().release}|{seccomp.libseccomp_version()}".encode())
+        from berth import __version__
+        from berth.oci import fastjson
+        try:
+            from _sha256 import sha256  # hashlib would load OpenSSL: milliseconds
+        except ImportError:
+            from hashlib import sha256
+        blob = fastjson.dumps(profile, sort_keys=True).encode()
+        h = sha256(blob + f"|{os.uname().release}|{__version__}".encode())
         cache = os.path.join(self.root, ".seccomp")
         path = os.path.join(cache, h.hexdigest() + ".bpf")
         try:
             raw = _read(path)
             if len(raw) >= 8 and (len(raw) - 8) % 8 == 0:
-                return seccomp.Program(bpf=raw[8:], flags=int.from_bytes(raw[:8], "little"))
+                return process.Bpf(raw[8:], int.from_bytes(raw[:8], "little"))
         except FileNotFoundError:
             pass
+        from berth.runtime import seccomp
         seccomp.validate(profile)
         prog = seccomp.program(profile)
         os.makedirs(cache, mode=0o700, exist_ok=True)
@@ -497,9 +505,9 @@ class Runtime:
         userns = "user" in ns_fds
         console = None
         if proc.terminal and console_socket:
-            console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            console = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             console.connect(console_socket)
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent, child = process.channel()
         if subreaper:
             _sys.prctl(_sys.PR_SET_CHILD_SUBREAPER, 1)
         try:
@@ -532,8 +540,8 @@ class Runtime:
                 console.close()
 
     def _exec_join(self, proc: Process, caps: Any, seccomp_spec: dict[str, Any] | None,
-                   mgr: Any, ns_fds: dict[str, int], sock: socket.socket,
-                   console: socket.socket | None, console_fd: int | None, userns: bool,
+                   mgr: Any, ns_fds: dict[str, int], sock: Any,
+                   console: Any, console_fd: int | None, userns: bool,
                    init_pid: int) -> None:
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
         mgr.join_self()
@@ -553,7 +561,7 @@ class Runtime:
         send(sock, t="pid", pid=pid)
 
     def _exec_final(self, proc: Process, caps: Any, seccomp_spec: dict[str, Any] | None,
-                    sock: socket.socket, console: socket.socket | None, console_fd: int | None,
+                    sock: Any, console: Any, console_fd: int | None,
                     userns: bool) -> None:
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
         process.set_rlimits(proc)
@@ -562,10 +570,8 @@ class Runtime:
         slave = None
         if proc.terminal:
             master, slave = _exec_console(proc)
-            target = console if console is not None else socket.socket(fileno=os.dup(console_fd or 0))
-            socket.send_fds(target, [b"console"], [master])
+            process.send_fd(console, console_fd, master)
             os.close(master)
-            target.close()
         try:
             os.chdir(proc.cwd)
         except OSError as e:

@@ -12,7 +12,8 @@
     save state, exit                                          wait on exec fifo (start)
                                                               user, caps, nnp, seccomp,
                                                               exec
-Messages are JSON over a SOCK_SEQPACKET pair. A failure in a child is sent as
+Messages are marshalled dicts over a SOCK_SEQPACKET pair (marshal, _socket and _signal
+rather than json, socket and signal: those pull in re and enum, milliseconds per start). A failure in a child is sent as
 {"t": "error", "kind": ..., "msg": ...} and re-raised in the parent with its class, so the
 caller sees the same typed error whether it failed before or after the fork.
 """
@@ -20,12 +21,11 @@ caller sees the same typed error whether it failed before or after the fork.
 from __future__ import annotations
 
 import errno
+import _signal
+import _socket
 import fcntl
-import json
+import marshal
 import os
-import select
-import signal
-import socket
 import struct
 import sys
 import termios
@@ -70,13 +70,46 @@ NAMESPACED_SYSCTLS = ("kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.sh
 
 # -- messages ---------------------------------------------------------------------------------
 
-def send(sock: socket.socket, **msg: Any) -> None:
-    sock.send(json.dumps(msg).encode())
+def channel() -> tuple[Any, Any]:
+    """A (parent end, child end) pair for the create and exec sequences."""
+    return _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
 
 
-def recv(sock: socket.socket) -> dict[str, Any] | None:
+def send(sock: Any, **msg: Any) -> None:
+    sock.send(marshal.dumps(msg))
+
+
+def recv(sock: Any) -> dict[str, Any] | None:
     raw = sock.recv(65536)
-    return json.loads(raw) if raw else None
+    return marshal.loads(raw) if raw else None
+
+
+class Bpf:
+    """A seccomp program ready to install (from the runtime's cache or from libseccomp)."""
+
+    __slots__ = ("bpf", "flags")
+
+    def __init__(self, bpf: bytes, flags: int) -> None:
+        self.bpf = bpf
+        self.flags = flags
+
+    def load(self) -> None:
+        try:
+            rc = _sys.seccomp_set_filter(self.bpf, self.flags)
+        except OSError as e:
+            raise RuntimeFailure(f"seccomp: loading the filter: {e.strerror}") from e
+        if rc > 0:
+            raise RuntimeFailure(f"seccomp: thread {rc} cannot take the filter (TSYNC)")
+
+
+def send_fd(console: Any, console_fd: int | None, fd: int) -> None:
+    """Hand a pty master over the console socket (connected) or socket fd, as runc does."""
+    sock = console if console is not None else _socket.socket(fileno=os.dup(console_fd or 0))
+    try:
+        sock.sendmsg([b"console"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                     struct.pack("i", fd))])
+    finally:
+        sock.close()
 
 
 def error_message(e: BaseException) -> dict[str, Any]:
@@ -96,7 +129,7 @@ def raise_child_error(msg: dict[str, Any]) -> None:
     raise cls(msg.get("msg", "container init failed"))
 
 
-def child_main(sock: socket.socket, body: Callable[[], None]) -> None:
+def child_main(sock: Any, body: Callable[[], None]) -> None:
     """Run body in a forked child; any failure goes to the parent; never returns."""
     code = 0
     try:
@@ -104,7 +137,7 @@ def child_main(sock: socket.socket, body: Callable[[], None]) -> None:
     except BaseException as e:  # noqa: BLE001 - a child must report everything and exit
         code = 1
         try:
-            sock.send(json.dumps(error_message(e)).encode())
+            sock.send(marshal.dumps(error_message(e)))
         except OSError:
             print(f"berth-runtime: {e}", file=sys.stderr)
     finally:
@@ -159,10 +192,13 @@ def write_id_maps(pid: int, uid_maps: tuple[IdMapping, ...], gid_maps: tuple[IdM
 
 
 def loopback_up() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         req = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
         fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+    finally:
+        s.close()
 
 
 def write_sysctls(sysctl: dict[str, str]) -> None:
@@ -301,9 +337,10 @@ class Final:
 def finalize_and_exec(fin: Final) -> None:
     """Become the container's process: terminal, user, capabilities, nnp, seccomp, exec."""
     proc = fin.proc
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGTERM,
+                _signal.SIGHUP):
+        _signal.signal(sig, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     if fin.console_slave is not None:
         os.setsid()
         fcntl.ioctl(fin.console_slave, termios.TIOCSCTTY, 0)

@@ -3,9 +3,8 @@ it, and, when it has a terminal and nobody else takes the pty, relay it to our o
 
 from __future__ import annotations
 
+import _signal
 import os
-import signal
-import socket
 import sys
 
 TYPE_CHECKING = False
@@ -14,8 +13,9 @@ if TYPE_CHECKING:
 
 from berth.runtime.container import CreateOptions, Runtime, exec_process_from_args
 
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2, signal.SIGWINCH)
+# _signal rather than signal: the latter imports enum (milliseconds on every `run`).
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
+             _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH)
 
 
 def run(rt: Runtime, cid: str, bundle: str, *, detach: bool, console_socket: str | None,
@@ -25,7 +25,7 @@ def run(rt: Runtime, cid: str, bundle: str, *, detach: bool, console_socket: str
     relay = spec.process is not None and spec.process.terminal and not console_socket
     ours = theirs = None
     if relay:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours, theirs = _pty_channel()
     try:
         st = rt.create(cid, bundle, CreateOptions(
             console_socket=console_socket, pid_file=pid_file, subreaper=not detach,
@@ -35,6 +35,7 @@ def run(rt: Runtime, cid: str, bundle: str, *, detach: bool, console_socket: str
             theirs.close()
     master = None
     if ours is not None:
+        import socket
         _msg, fds, _flags, _addr = socket.recv_fds(ours, 16, 1)
         master = fds[0]
         ours.close()
@@ -65,7 +66,7 @@ def exec_cli(rt: Runtime, a: dict[str, Any]) -> int:
     relay = proc.terminal and not console_socket
     ours = theirs = None
     if relay:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours, theirs = _pty_channel()
     try:
         pid = rt.exec(cid, proc, subreaper=not detach,
                       console_fd=theirs.fileno() if theirs else None,
@@ -75,6 +76,7 @@ def exec_cli(rt: Runtime, a: dict[str, Any]) -> int:
             theirs.close()
     master = None
     if ours is not None:
+        import socket
         _msg, fds, _flags, _addr = socket.recv_fds(ours, 16, 1)
         master = fds[0]
         ours.close()
@@ -86,6 +88,12 @@ def exec_cli(rt: Runtime, a: dict[str, Any]) -> int:
     return wait_process(pid, master)
 
 
+def _pty_channel() -> tuple[Any, Any]:
+    """A socket pair on which the init sends the pty master for us to relay."""
+    import socket
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+
 def _status_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
@@ -95,14 +103,14 @@ def _status_code(status: int) -> int:
 def wait_process(pid: int, master: int | None) -> int:
     """Wait for our (re-parented) child pid, forwarding signals; relay a pty if given."""
     def forward(sig: int, _frame: Any) -> None:
-        if sig == signal.SIGWINCH and master is not None:
+        if sig == _signal.SIGWINCH and master is not None:
             _copy_winsize(master)
             return
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
-    old = {s: signal.signal(s, forward) for s in FORWARDED}
+    old = {s: _signal.signal(s, forward) for s in FORWARDED}
     try:
         if master is not None:
             _relay(master, pid)
@@ -117,7 +125,7 @@ def wait_process(pid: int, master: int | None) -> int:
                 return _status_code(status)
     finally:
         for s, h in old.items():
-            signal.signal(s, h)
+            _signal.signal(s, h)
         if master is not None:
             os.close(master)
 

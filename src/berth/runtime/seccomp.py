@@ -646,16 +646,19 @@ class Program:
     def load(self) -> None:
         """Install the program in the calling thread (every thread with TSYNC). The caller
         must have set no_new_privs or hold CAP_SYS_ADMIN."""
-        insns = (ctypes.c_char * len(self.bpf)).from_buffer_copy(self.bpf)
-        prog = _SockFprog(self.instructions, ctypes.cast(insns, ctypes.c_void_p))
-        libc = _libc()
-        rc = libc.syscall(_seccomp_syscall(), _SECCOMP_SET_MODE_FILTER,
-                          ctypes.c_ulong(self.flags), ctypes.byref(prog))
-        if rc != 0:
-            if rc > 0:  # TSYNC: the id of a thread that could not be synchronised
-                raise RuntimeFailure(f"seccomp: thread {rc} cannot take the filter (TSYNC)")
-            raise RuntimeFailure(f"seccomp: loading the filter: "
-                                 f"{_load_error(ctypes.get_errno())}")
+        load_bpf(self.bpf, self.flags)
+
+
+def load_bpf(bpf: bytes, flags: int) -> None:
+    """Install a BPF program (what Program holds) with one seccomp(2) call; the runtime's
+    cached programs come here without the rest of this module (see process.Bpf)."""
+    from berth.runtime import _sys
+    try:
+        rc = _sys.seccomp_set_filter(bpf, flags)
+    except OSError as e:
+        raise RuntimeFailure(f"seccomp: loading the filter: {_load_error(e.errno or 0)}") from e
+    if rc > 0:  # TSYNC: the id of a thread that could not be synchronised
+        raise RuntimeFailure(f"seccomp: thread {rc} cannot take the filter (TSYNC)")
 
 
 def compile(seccomp: Mapping[str, Any], *, field: str = "linux.seccomp",
