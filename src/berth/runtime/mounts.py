@@ -37,15 +37,23 @@ PROPAGATION: dict[str, int] = {
     "slave": _sys.MS_SLAVE, "rslave": _sys.MS_SLAVE | _sys.MS_REC,
     "unbindable": _sys.MS_UNBINDABLE, "runbindable": _sys.MS_UNBINDABLE | _sys.MS_REC,
 }
+# Recursive attributes (config.md's AT_RECURSIVE options): option -> (clear, set), for the
+# mount and every mount below it. The atime modes are left out: they are not plain bits.
+_RECURSIVE: dict[str, tuple[int, int]] = {
+    "r" + name: _FLAGS[name] for name in ("ro", "rw", "nosuid", "suid", "nodev", "dev",
+                                          "noexec", "exec", "nodiratime", "diratime",
+                                          "nosymfollow", "symfollow")}
 # Options runc accepts that are not for the kernel.
 _IGNORED = {"tmpcopyup", "defaults"}
 
 
-class Options(namedtuple("Options", "flags propagation data")):
+class Options(namedtuple("Options", "flags propagation data recursive",
+                         defaults=((0, 0),))):
     __slots__ = ()
     flags: int
     propagation: tuple[int, ...]
     data: str
+    recursive: tuple[int, int]  # (clear, set) for the mount and all mounts below it
 
     @property
     def is_bind(self) -> bool:
@@ -54,12 +62,19 @@ class Options(namedtuple("Options", "flags propagation data")):
 
 def parse_options(options: tuple[str, ...] | list[str], field: str = "mounts[].options") -> Options:
     flags = 0
+    rclear = rset = 0
     prop: list[int] = []
     data: list[str] = []
     for opt in options:
         if opt in _FLAGS:
             clear, set_ = _FLAGS[opt]
             flags = (flags & ~clear) | set_
+        elif opt in _RECURSIVE:
+            clear, set_ = _RECURSIVE[opt]
+            rclear, rset = (rclear | clear) & ~set_, (rset & ~clear) | set_
+        elif opt in ("ratime", "rnoatime", "rrelatime", "rnorelatime", "rstrictatime",
+                     "rnostrictatime"):
+            raise InvalidConfig(field, f"option {opt!r} (recursive atime mode) is not supported")
         elif opt in PROPAGATION:
             prop.append(PROPAGATION[opt])
         elif opt in _IGNORED:
@@ -68,7 +83,7 @@ def parse_options(options: tuple[str, ...] | list[str], field: str = "mounts[].o
             raise InvalidConfig(field, f"option {opt!r} (id-mapped mounts) is not supported")
         else:
             data.append(opt)
-    return Options(flags, tuple(prop), ",".join(data))
+    return Options(flags, tuple(prop), ",".join(data), (rclear, rset))
 
 
 def resolve_in_root(root: str, path: str, max_links: int = 255) -> str:

@@ -77,8 +77,27 @@ def _mount_one(m: Mount, rootfs: str, bundle: str, cgroups: CgroupView, field: s
     else:
         target = mkdir_all_in_root(rootfs, m.destination)
         _sys.mount(m.source or m.type, target, m.type, opts.flags, opts.data or None)
+    if opts.recursive != (0, 0):
+        _remount_tree(target, *opts.recursive)
     for p in opts.propagation:
         _sys.mount(None, target, None, p)
+
+
+def _remount_tree(target: str, clear: int, set_: int) -> None:
+    """Recursive attributes (rro, rnosuid...): what mount_setattr(AT_RECURSIVE) does, as one
+    bind remount of `target` and of each mount below it, parents first."""
+    prefix = target.rstrip("/") + "/"
+    points = [target]
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4]
+            if "\\" in point:  # octal escapes: \040 for a space...
+                point = point.encode().decode("unicode_escape").encode("latin-1").decode()
+            if point.startswith(prefix):
+                points.append(point)
+    for point in points:
+        flags = (_locked_flags(point) & ~clear) | set_
+        _sys.mount(None, point, None, _sys.MS_BIND | _sys.MS_REMOUNT | flags)
 
 
 def _locked_flags(path: str) -> int:
