@@ -7,6 +7,8 @@
     rt                            pytest fixture: an RT over the test's own --root; deletes what a
                                   failed test left (import it into a test module to use it)
     facts(text)                   "key=value" lines -> dict (a probe prints one fact a line)
+    status_fields(text)           /proc/PID/status text -> {field: value}
+    processes_naming(word)        live processes whose command line contains `word`
     ConsoleServer(path)           a --console-socket server: receives the pty master (SCM_RIGHTS)
                                   and collects what the container writes to its terminal
     cgroup_dirs_named(name)       every directory under /sys/fs/cgroup called `name`

@@ -155,6 +155,7 @@ def test_terminal_through_console_socket(rt, bundle, berth_env):
     assert f["console"] == f["pts0"] == "88:0"  # /dev/console is the pty (136 = 0x88)
     assert f["consolemount"] == "1"
     assert f["size"] == "33 101"
+    assert f["sid"] == "1"  # the init leads its session, with the pty as controlling terminal
 
 
 def test_terminal_without_console_socket_is_an_error(rt, bundle):
@@ -520,7 +521,8 @@ def test_join_namespaces_by_path(rt, bundle):
 def test_user_namespace_with_mappings(rt, bundle, berth_env):
     script = ('echo "id=$(id -u):$(id -g)"; echo "uidmap=$(cat /proc/self/uid_map | tr -s " ")";'
               ' echo "gidmap=$(cat /proc/self/gid_map | tr -s " ")";'
-              ' echo "owner=$(stat -c %u:%g /bin/busybox)"; echo "ns_user=$(readlink /proc/self/ns/user)";'
+              ' echo "owner=$(stat -c %u:%g /bin/busybox)";'
+              ' echo "ns_user=$(readlink /proc/self/ns/user)";'
               ' echo "null=$(stat -c %t:%T /dev/null)"; sleep 60')
     b = bundle(sh(script), linux={
         "namespaces": [{"type": k} for k in ("pid", "network", "ipc", "uts", "mount", "user")],
