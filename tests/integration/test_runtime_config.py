@@ -231,7 +231,10 @@ def test_capability_sets(rt, bundle):
     listening on port 80 (seen in /proc/net/tcp6: local port 0x0050, state 0A = LISTEN)."""
     script = ('grep -E "^(Cap|NoNewPrivs)" /proc/self/status | tr -d "\\t" | sed "s/:/=/";'
               ' touch /tmp/f; chown 65534 /tmp/f 2>/dev/null && echo chown=ok || echo chown=denied;'
-              ' nc -l -p 80 </dev/null >/dev/null 2>/tmp/nc.err & sleep 0.2;'
+              ' nc -l -p 80 </dev/null >/dev/null 2>/tmp/nc.err & i=0;'
+              ' while [ $i -lt 100 ] && kill -0 $! 2>/dev/null; do'
+              '   cat /proc/net/tcp /proc/net/tcp6 | grep -q -E ":0050 [0-9A-F]+:0000 0A" && break;'
+              '   sleep 0.02; i=$((i+1)); done;'
               ' cat /proc/net/tcp /proc/net/tcp6 | grep -q -E ":0050 [0-9A-F]+:0000 0A"'
               ' && echo bind80=ok || echo bind80=denied;'
               ' echo "ncerr=$(cat /tmp/nc.err)"; kill $! 2>/dev/null; true')

@@ -52,12 +52,15 @@ def test_fork_bomb_stops_at_pids_limit(rt, bundle):
     assert (cg / "pids.max").read_text().strip() == str(limit)
     rt("start", "bomb1")
     most = 0
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:
+    t0 = time.monotonic()
+    while True:  # watch for 1 s at least, and until the limit has refused forks (5 s at most)
         most = max(most, int((cg / "pids.current").read_text()))
+        events = (cg / "pids.events").read_text().split()
+        elapsed = time.monotonic() - t0
+        if elapsed > 5 or (elapsed > 1 and int(events[1]) > 0):
+            break
         time.sleep(0.01)
     listed = json.loads(rt("ps", "--format", "json", "bomb1").stdout)
-    events = (cg / "pids.events").read_text().split()
     rt("delete", "--force", "bomb1")
     assert most <= limit
     assert most >= limit - 2, f"the bomb never reached the limit (at most {most})"
@@ -81,14 +84,24 @@ def test_cpu_quota_and_cpuset(rt, bundle):
                       ' grep Cpus_allowed_list /proc/1/status | tr -d "\\t" | sed "s/:/=/"'
                       ).stdout)
     usage = controller_dir(pid, "cpuacct") / "cpuacct.usage"
+    cpu_stat = controller_dir(pid, "cpu") / "cpu.stat"
     time.sleep(0.3)  # let the loop run into its quota
-    u0, t0 = int(usage.read_text()), time.monotonic()
-    time.sleep(3)
-    u1, t1 = int(usage.read_text()), time.monotonic()
+
+    def share_over(seconds: float) -> float:
+        u0, t0 = int(usage.read_text()), time.monotonic()
+        time.sleep(seconds)
+        u1, t1 = int(usage.read_text()), time.monotonic()
+        return (u1 - u0) / 1e9 / (t1 - t0)
+
+    shares = [share_over(3)]
+    if shares[0] < 0.4:  # the quota caps, it cannot guarantee: measure again after a busy spell
+        shares.append(share_over(3))
+    throttled = dict(line.split() for line in cpu_stat.read_text().splitlines())
     host_status = Path(f"/proc/{pid}/status").read_text()
     rt("delete", "--force", "cpu1")
-    share = (u1 - u0) / 1e9 / (t1 - t0)
-    assert 0.4 <= share <= 0.6, f"the loop used {share:.2f} of a core"
+    assert max(shares) <= 0.6, f"the loop used {shares} of a core"
+    assert 0.4 <= max(shares), f"the loop used {shares} of a core (a loaded machine?)"
+    assert int(throttled["nr_throttled"]) > 0
     assert (inside["quota"], inside["period"]) == ("50000", "100000")
     assert inside["cpus"] == "0" and inside["Cpus_allowed_list"] == "0"
     assert "Cpus_allowed_list:\t0\n" in host_status
