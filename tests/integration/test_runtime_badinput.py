@@ -131,10 +131,6 @@ def test_invalid_config_is_refused(rt, bundle, case):
     assert_nothing_left(rt, cid, b)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "oci/fastjson.py: _json's scanner reports a syntax error inside an object through "
-    "json.decoder.JSONDecodeError, which it looks up in sys.modules only; json is never "
-    "imported, so it returns NULL without an exception: SystemError and a traceback"))
 def test_invalid_json(rt, bundle):
     b = bundle(["true"])
     text = json.dumps(read_config(b))
@@ -187,10 +183,6 @@ def test_program_not_found(rt, bundle):
     assert_nothing_left(rt, "bad-prog", b)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "container.py _spawn: when write_id_maps raises, the finally waits for the intermediate "
-    "child (os.waitpid) before closing the parent socket, while the intermediate waits on "
-    "that socket for 'ok': create hangs forever"))
 def test_user_namespace_mapping_refused_by_the_kernel(rt, bundle):
     """Two uid mappings that overlap: the kernel refuses the uid_map write."""
     b = bundle(["true"], linux={

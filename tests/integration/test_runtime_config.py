@@ -116,9 +116,7 @@ def test_default_umask_and_root_user(rt, bundle):
 
 @pytest.mark.parametrize("readonly", [
     False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-        "container.py _init creates a missing cwd after rootfs.finish() made / read-only: "
-        "'Read-only file system: /work'; runc creates it in prepareRootfs, before the remount"))),
+    pytest.param(True),
 ], ids=["rw-root", "ro-root"])
 def test_cwd_is_created_when_missing(rt, bundle, readonly):
     b = bundle(sh('echo "pwd=$(pwd)"; echo "phys=$(pwd -P)"; echo "mode=$(stat -c %a .)"'),
@@ -478,9 +476,6 @@ def test_new_namespaces_of_every_type(rt, bundle):
     assert cgroup_lines and all(line.endswith(":/") for line in cgroup_lines), cgroup_lines
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "linux.timeOffsets is ignored: neither runtime_spec.py nor container.py reads it, so "
-    "a new time namespace always has zero offsets"))
 def test_time_namespace_offsets(rt, bundle):
     b = bundle(["cat", "/proc/self/timens_offsets"], linux={
         "namespaces": [{"type": k} for k in ("pid", "mount", "uts", "time")],
@@ -751,8 +746,6 @@ def test_hooks_run_in_order_with_the_state(rt, bundle, berth_env):
     assert states["createContainer"]["pid"] == states["startContainer"]["pid"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="container.py gives createContainer hooks id '' and "
-                   "startContainer hooks no id and no bundle")
 def test_container_namespace_hooks_get_the_full_state(rt, bundle, berth_env):
     log = berth_env.tmp / "hooks"
     log.mkdir()
@@ -780,10 +773,6 @@ def test_failing_prestart_hook_fails_create_and_leaves_nothing(rt, bundle, berth
     assert_nothing_left(rt, "hookfail1", b)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "container.py start: a failing poststart hook is only a warning (exit 0, container "
-    "left running); runtime.md lifecycle step 9 says generate an error and stop the "
-    "container, as runc does"))
 def test_failing_poststart_hook_fails_start_and_stops_the_container(rt, bundle):
     b = bundle(["sleep", "30"], hooks={"poststart": [
         {"path": "/bin/sh", "args": ["sh", "-c", "echo post-said-no >&2; exit 4"]}]})

@@ -52,6 +52,12 @@ def loads(text: str | bytes) -> Any:
         value, end = _scan(text, start)
     except StopIteration as e:
         raise ValueError(f"Expecting value: char {e.value}") from None
+    except SystemError:
+        # The C scanner reports some syntax errors through json.decoder.JSONDecodeError,
+        # which it finds only if json is imported; without it, SystemError. On this error
+        # path the plain module is worth its cost: it names the position.
+        import json
+        return json.loads(text)
     if text[end:].strip(_WS):
         raise ValueError(f"Extra data: char {end}")
     return value

@@ -166,8 +166,8 @@ class Device(namedtuple("Device", "path type major minor file_mode uid gid",
 
 class Linux(namedtuple(
         "Linux", "namespaces uid_mappings gid_mappings devices cgroups_path resources sysctl "
-        "seccomp masked_paths readonly_paths rootfs_propagation mount_label",
-        defaults=((), (), (), (), None, {}, {}, None, (), (), "", ""))):
+        "seccomp masked_paths readonly_paths rootfs_propagation mount_label time_offsets",
+        defaults=((), (), (), (), None, {}, {}, None, (), (), "", "", {}))):
     __slots__ = ()
     namespaces: tuple[Namespace, ...]
     uid_mappings: tuple[IdMapping, ...]
@@ -181,6 +181,7 @@ class Linux(namedtuple(
     readonly_paths: tuple[str, ...]
     rootfs_propagation: str
     mount_label: str
+    time_offsets: dict[str, tuple[int, int]]  # clock -> (secs, nanosecs)
 
     def namespace(self, kind: str) -> Namespace | None:
         return next((n for n in self.namespaces if n.type == kind), None)
@@ -392,6 +393,18 @@ def _parse_linux(raw: Any, f: str) -> Linux:
     propagation = _str(lx.get("rootfsPropagation", ""), f"{f}.rootfsPropagation")
     if propagation not in PROPAGATIONS:
         raise InvalidConfig(f"{f}.rootfsPropagation", f"unknown propagation {propagation!r}")
+    offsets: dict[str, tuple[int, int]] = {}
+    for clock, off in _obj(lx.get("timeOffsets", {}), f"{f}.timeOffsets").items():
+        of = f"{f}.timeOffsets.{clock}"
+        if clock not in ("monotonic", "boottime"):
+            raise InvalidConfig(of, "unknown clock (monotonic or boottime)")
+        off = _obj(off, of)
+        offsets[clock] = (_int(off.get("secs", 0), f"{of}.secs"),
+                          _int(off.get("nanosecs", 0), f"{of}.nanosecs", 0, 999_999_999))
+    if offsets:
+        time_ns = next((n for n in namespaces if n.type == "time"), None)
+        if time_ns is None or time_ns.path:
+            raise InvalidConfig(f"{f}.timeOffsets", "needs a new time namespace")
     seccomp = lx.get("seccomp")
     if seccomp is not None:
         seccomp = _obj(seccomp, f"{f}.seccomp")
@@ -406,4 +419,5 @@ def _parse_linux(raw: Any, f: str) -> Linux:
                              for i, p in enumerate(_list(lx.get("readonlyPaths", []), f"{f}.readonlyPaths"))),
         rootfs_propagation=propagation,
         mount_label=_str(lx.get("mountLabel", ""), f"{f}.mountLabel"),
+        time_offsets=offsets,
     )

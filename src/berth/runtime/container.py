@@ -115,6 +115,9 @@ class Runtime:
                                   "the terminal (or use `run`, which attaches it)")
         caps = check_process(spec.process)
         check_sysctl(spec)
+        if spec.linux.mount_label and not process.lsm_state()[1]:
+            process.warn_stderr(f"mountLabel {spec.linux.mount_label!r} skipped: SELinux is not "
+                                "enabled on this host")
         if spec.hooks:
             # The init runs startContainer hooks after pivot_root, where the host's modules
             # are out of reach: import now, the fork carries it.
@@ -188,18 +191,19 @@ class Runtime:
             if opts.subreaper:
                 _sys.prctl(_sys.PR_SET_CHILD_SUBREAPER, 1)
             args = (spec, caps, seccomp_spec, mgr, child, ns_fds, fifo_fd, console,
-                    opts.console_fd, bundle)
+                    opts.console_fd, bundle, state.id)
             init_pid = 0
-            if spec.linux.namespace("user") is None:
-                # Without a user namespace the init is our own child, born in its pid
-                # namespace: one fork, no intermediate process.
+            if not _needs_intermediate(spec):
+                # Without a user or time namespace the init is our own child, born in its
+                # pid namespace: one fork, no intermediate process.
                 pid = init_pid = _fork_in(mgr, pid_ns=_pid_ns_target(spec, ns_fds))
                 if pid == 0:
                     parent.close()
                     child_main(child, lambda: self._init_direct(*args))
             else:
                 # A new user namespace must own the pid namespace (or the init could not
-                # mount /proc): an intermediate enters the user namespace, then forks.
+                # mount /proc), and a new time namespace holds only the children of whoever
+                # made it: an intermediate enters them, then forks the init.
                 pid = _fork_in(mgr)
                 if pid == 0:
                     parent.close()
@@ -232,6 +236,9 @@ class Runtime:
             except BaseException:
                 if init_pid:
                     _kill_quiet(init_pid, SIGKILL)
+                if pid != init_pid:
+                    # The intermediate may be waiting for our answer: it must not outlive us.
+                    _kill_quiet(pid, SIGKILL)
                 raise
             finally:
                 if pid != init_pid:
@@ -250,15 +257,16 @@ class Runtime:
 
     def _intermediate(self, spec: Spec, caps: Any, seccomp_spec: dict[str, Any] | None,
                       mgr: Any, sock: Any, ns_fds: dict[str, int], fifo_fd: int,
-                      console: Any, console_fd: int | None, bundle: str) -> None:
+                      console: Any, console_fd: int | None, bundle: str, cid: str) -> None:
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
         # Join before the new cgroup and user namespaces: both would hide the host's tree.
         mgr.join_self()
         view = _cgroup_view(mgr)
         lx = spec.linux
+        userns = lx.namespace("user") is not None
         if "user" in ns_fds:
             _sys.setns(ns_fds["user"], _sys.CLONE_NEWUSER, "user")
-        else:
+        elif userns:
             _sys.unshare(_sys.CLONE_NEWUSER)
             send(sock, t="userns", pid=os.getpid())
             if (recv(sock) or {}).get("t") != "ok":
@@ -266,26 +274,30 @@ class Runtime:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
         _enter_namespaces(lx, ns_fds, with_pid=True)
+        time_ns = lx.namespace("time")
+        if time_ns is not None and not time_ns.path and lx.time_offsets:
+            process.write_time_offsets(lx.time_offsets)
         pid = os.fork()
         if pid == 0:
             child_main(sock, lambda: self._init(spec, caps, seccomp_spec, sock, fifo_fd,
-                                                console, console_fd, bundle, view, True))
+                                                console, console_fd, bundle, view, userns, cid))
         send(sock, t="pid", pid=pid)
 
     def _init_direct(self, spec: Spec, caps: Any, seccomp_spec: dict[str, Any] | None,
                      mgr: Any, sock: Any, ns_fds: dict[str, int], fifo_fd: int,
-                     console: Any, console_fd: int | None, bundle: str) -> None:
+                     console: Any, console_fd: int | None, bundle: str, cid: str) -> None:
         """The init when there is no user namespace: already PID 1 of its pid namespace."""
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
         mgr.join_self()  # before the cgroup namespace, which would hide the host's tree
         view = _cgroup_view(mgr)
         _enter_namespaces(spec.linux, ns_fds, with_pid=False)
         self._init(spec, caps, seccomp_spec, sock, fifo_fd, console, console_fd, bundle, view,
-                   False)
+                   False, cid)
 
     def _init(self, spec: Spec, caps: Any, seccomp_spec: dict[str, Any] | None,
               sock: Any, fifo_fd: int, console: Any,
-              console_fd: int | None, bundle: str, view: rootfs.CgroupView, userns: bool) -> None:
+              console_fd: int | None, bundle: str, view: rootfs.CgroupView, userns: bool,
+              cid: str) -> None:
         proc = spec.process
         assert proc is not None
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
@@ -298,11 +310,14 @@ class Runtime:
         send(sock, t="hooks")
         if (recv(sock) or {}).get("t") != "ok":
             raise RuntimeFailure("prestart hooks did not complete")
-        st = {"ociVersion": spec.oci_version, "id": "", "status": "creating", "pid": os.getpid(),
-              "bundle": bundle}
+        # Hooks run in the container's namespaces see its pid as runc gives it there (1).
+        st = {"ociVersion": spec.oci_version, "id": cid, "status": "creating", "pid": os.getpid(),
+              "bundle": bundle, "annotations": spec.annotations}
         _run_hooks("createContainer", spec, st)
         rootfs.pivot(root)
         process.write_sysctls(spec.linux.sysctl)
+        # A missing working directory is made now, before / may become read-only.
+        os.makedirs(proc.cwd, exist_ok=True)
         rootfs.finish(spec)
         if proc.oom_score_adj is not None:
             process.set_oom_score_adj(proc.oom_score_adj)
@@ -312,11 +327,7 @@ class Runtime:
             master, slave = process.open_console(proc.console_size, proc.user.uid, proc.user.gid)
             process.send_fd(console, console_fd, master)
             os.close(master)
-        try:
-            os.chdir(proc.cwd)
-        except FileNotFoundError:
-            os.makedirs(proc.cwd, exist_ok=True)
-            os.chdir(proc.cwd)
+        os.chdir(proc.cwd)
         env = process.process_env(proc)
         env.setdefault("HOME", process.home_of(proc.user.uid))
         program = process.find_program(proc.args[0], env)
@@ -338,8 +349,7 @@ class Runtime:
                 break
             raise RuntimeFailure("exec fifo closed without start")
         os.close(fifo_fd)
-        _run_hooks("startContainer", spec,
-                   {"ociVersion": spec.oci_version, "status": "created", "pid": 1})
+        _run_hooks("startContainer", spec, {**st, "status": "created"})
         process.finalize_and_exec(fin)
 
     # -- the other verbs ----------------------------------------------------------------------
@@ -376,8 +386,12 @@ class Runtime:
         spec = self._saved_spec(cid)
         try:
             _run_hooks("poststart", spec, st.oci(Status.RUNNING))
-        except BerthError as e:
-            process.warn_stderr(str(e))
+        except BerthError:
+            # runtime.md, lifecycle: a failed poststart hook is an error and stops the container.
+            _cgroups(st.cgroups_path, cid).kill_all(SIGKILL)
+            _kill_quiet(st.pid, SIGKILL)
+            wait_gone(st.pid, st.pid_start, 5.0)
+            raise
 
     def kill(self, cid: str, sig: int, all_processes: bool = False) -> None:
         st, status = self.load(cid)
@@ -586,6 +600,12 @@ class Runtime:
         send(sock, t="ready")
         sock.close()
         process.finalize_and_exec(fin)
+
+
+def _needs_intermediate(spec: Spec) -> bool:
+    lx = spec.linux
+    time_ns = lx.namespace("time")
+    return lx.namespace("user") is not None or (time_ns is not None and not time_ns.path)
 
 
 def _enter_namespaces(lx: Any, ns_fds: dict[str, int], with_pid: bool) -> None:

@@ -191,6 +191,16 @@ def write_id_maps(pid: int, uid_maps: tuple[IdMapping, ...], gid_maps: tuple[IdM
         raise InvalidConfig("linux.uidMappings", f"the kernel refused the mapping: {e.strerror}") from e
 
 
+def write_time_offsets(offsets: dict[str, tuple[int, int]]) -> None:
+    """Clock offsets of the time namespace we just made (before any process is in it)."""
+    text = "".join(f"{clock} {secs} {nsecs}\n" for clock, (secs, nsecs) in offsets.items())
+    try:
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise InvalidConfig("linux.timeOffsets", f"the kernel refused them: {e.strerror}") from e
+
+
 def loopback_up() -> None:
     s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:
