@@ -819,3 +819,22 @@ def test_lsm_profiles_are_skipped_with_a_warning(rt, bundle):
     rt("start", "lsm1")
     rt.wait_status("lsm1", "stopped")
     rt("delete", "lsm1")
+
+
+def test_exec_with_a_terminal_through_console_socket(rt, bundle, berth_env):
+    """exec --tty: a second pty of the container's devpts, handed over the console socket;
+    the process leads its session with the pty as its controlling terminal."""
+    rt("create", "--bundle", str(bundle(["sleep", "60"])), "tty2")
+    rt("start", "tty2")
+    srv = ConsoleServer(berth_env.tmp / "exec-console.sock")
+    try:
+        rt("exec", "--tty", "--console-socket", str(srv.path), "tty2", "sh", "-c",
+           'echo "tty=$(tty)"; [ -t 1 ] && echo out_tty=yes; echo "sid=$(cut -d" " -f6 /proc/self/stat)"; '
+           'echo "pid=$$"')
+        out = srv.wait()
+    finally:
+        srv.close()
+        rt("delete", "--force", "tty2")
+    f = facts(out)
+    assert f["tty"].startswith("/dev/pts/") and f.get("out_tty") == "yes"
+    assert f["sid"] == f["pid"]

@@ -324,7 +324,7 @@ class Runtime:
         process.set_rlimits(proc)
         slave = None
         if proc.terminal:
-            master, slave = process.open_console(proc.console_size, proc.user.uid, proc.user.gid)
+            master, slave = process.open_console(proc.console_size, proc.user.uid)
             process.send_fd(console, console_fd, master)
             os.close(master)
         os.chdir(proc.cwd)
@@ -583,7 +583,8 @@ class Runtime:
             process.set_oom_score_adj(proc.oom_score_adj)
         slave = None
         if proc.terminal:
-            master, slave = _exec_console(proc)
+            master, slave = process.open_console(proc.console_size, proc.user.uid,
+                                                 bind_console=False)
             process.send_fd(console, console_fd, master)
             os.close(master)
         try:
@@ -682,20 +683,6 @@ def _fork_in_cgroup(mgr: Any) -> int:
                     except OSError:
                         pass
     return os.fork()
-
-
-def _exec_console(proc: Process) -> tuple[int, int]:
-    import fcntl
-    import struct
-    import termios
-    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    fcntl.ioctl(master, process._TIOCSPTLCK, struct.pack("i", 0))
-    n = struct.unpack("I", fcntl.ioctl(master, process._TIOCGPTN, b"\0" * 4))[0]
-    slave = os.open(f"/dev/pts/{n}", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    os.fchown(slave, proc.user.uid, -1)
-    if proc.console_size and all(proc.console_size):
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *proc.console_size, 0, 0))
-    return master, slave
 
 
 def _ns_id(pid: str, name: str) -> str | None:

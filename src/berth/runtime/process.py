@@ -282,8 +282,10 @@ def home_of(uid: int) -> str:
     return "/"
 
 
-def open_console(size: tuple[int, int] | None, uid: int, gid: int) -> tuple[int, int]:
-    """A pty from the container's own devpts; /dev/console bound to its slave."""
+def open_console(size: tuple[int, int] | None, uid: int,
+                 bind_console: bool = True) -> tuple[int, int]:
+    """(master, slave) of a pty from the container's own devpts; for the init,
+    /dev/console is bound to the slave."""
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
     n = struct.unpack("I", fcntl.ioctl(master, _TIOCGPTN, b"\0" * 4))[0]
@@ -292,6 +294,8 @@ def open_console(size: tuple[int, int] | None, uid: int, gid: int) -> tuple[int,
     os.fchown(slave, uid, -1)
     if size and size[0] and size[1]:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+    if not bind_console:
+        return master, slave
     if not os.path.lexists("/dev/console"):
         os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
     _sys.mount(slave_path, "/dev/console", None, _sys.MS_BIND)
