@@ -533,7 +533,9 @@ class ImageConfig(namedtuple("ImageConfig", "architecture os variant created aut
             diff_ids_v = []
         if not isinstance(diff_ids_v, list):
             raise _err(f"{what}.rootfs.diff_ids", "must be an array of digests")
-        hist_v = o.get("history") or []
+        hist_v = o.get("history")
+        if hist_v is None:
+            hist_v = []
         if not isinstance(hist_v, list):
             raise _err(f"{what}.history", "must be an array")
         history = tuple(_history(h, f"{what}.history[{i}]") for i, h in enumerate(hist_v))
