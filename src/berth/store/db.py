@@ -1,0 +1,294 @@
+"""The metadata database: `<root>/berth.db`, SQLite in WAL mode.
+
+Every change of metadata is one transaction (`with db.transaction() as tx: ...`, BEGIN
+IMMEDIATE, so two writers queue instead of failing half-way), which keeps concurrent CLIs and a
+crash mid-way consistent. Foreign keys are on and a busy writer is waited for (busy_timeout).
+
+Schema (version in `schema_version`, raised by MIGRATIONS, each applied once, in order):
+
+    blobs        digest PK, size, media_type
+    layers       chain_id PK, diff_id, parent -> layers, blob_digest -> blobs (nullable),
+                 unpacked_size, refcount >= 0
+    images       id PK (config digest), created, size, parent, manifest_digest, added_ns
+    tags         reference PK -> images.id (cascade)
+    image_layers (image_id, position) PK -> images (cascade), chain_id -> layers
+    events       id autoincrement, time_ns, type, action, actor_id, attributes (JSON);
+                 the newest `keep_events` (>= 1000) kept, trimmed in the writer's transaction
+
+Raises: DatabaseError (RuntimeFailure) for an unreadable or too-new database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from berth.errors import InvalidArgument, RuntimeFailure
+
+__all__ = ["DB_NAME", "MIGRATIONS", "SCHEMA_VERSION", "Database", "DatabaseError", "Event"]
+
+DB_NAME = "berth.db"
+DEFAULT_KEEP_EVENTS = 1000
+BUSY_TIMEOUT_MS = 30_000
+
+
+class DatabaseError(RuntimeFailure):
+    def __init__(self, path: str | Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+
+
+_V1 = """
+CREATE TABLE blobs (
+    digest      TEXT PRIMARY KEY,
+    size        INTEGER NOT NULL CHECK (size >= 0),
+    media_type  TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE layers (
+    chain_id      TEXT PRIMARY KEY,
+    diff_id       TEXT NOT NULL,
+    parent        TEXT REFERENCES layers(chain_id),
+    blob_digest   TEXT REFERENCES blobs(digest) ON DELETE SET NULL,
+    unpacked_size INTEGER NOT NULL DEFAULT 0,
+    refcount      INTEGER NOT NULL DEFAULT 0 CHECK (refcount >= 0)
+);
+CREATE INDEX layers_parent ON layers(parent);
+CREATE TABLE images (
+    id              TEXT PRIMARY KEY,
+    created         TEXT,
+    size            INTEGER NOT NULL DEFAULT 0,
+    parent          TEXT,
+    manifest_digest TEXT,
+    added_ns        INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE tags (
+    reference TEXT PRIMARY KEY,
+    image_id  TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+);
+CREATE INDEX tags_image ON tags(image_id);
+CREATE TABLE image_layers (
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    chain_id TEXT NOT NULL REFERENCES layers(chain_id),
+    PRIMARY KEY (image_id, position)
+);
+CREATE INDEX image_layers_chain ON image_layers(chain_id);
+CREATE TABLE events (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ns    INTEGER NOT NULL,
+    type       TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    actor_id   TEXT NOT NULL DEFAULT '',
+    attributes TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_time ON events(time_ns);
+"""
+
+# version -> the statements that bring the schema from version-1 to version. Append only; split
+# on ';' (so no semicolons inside literals or triggers).
+MIGRATIONS: dict[int, str] = {1: _V1}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    time_ns: int
+    type: str
+    action: str
+    actor_id: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def _executescript_in_tx(conn: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT first; run the statements one by one inside our transaction.
+    for stmt in script.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+
+
+class Database:
+    """One connection to `<root>/berth.db`; usable from several threads (one at a time)."""
+
+    def __init__(self, root: str | Path, *, keep_events: int = DEFAULT_KEEP_EVENTS,
+                 migrations: Mapping[int, str] | None = None) -> None:
+        if keep_events < 1:
+            raise InvalidArgument(f"keep_events {keep_events}: must be at least 1")
+        self.root = Path(root)
+        self.path = self.root / DB_NAME
+        self.keep_events = keep_events
+        self._lock = threading.RLock()
+        self._depth = 0
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                         isolation_level=None, check_same_thread=False)
+            self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise DatabaseError(self.path, f"cannot switch to WAL (journal mode {mode})")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self.migrate(MIGRATIONS if migrations is None else migrations)
+        except BaseException as err:
+            conn = getattr(self, "_conn", None)
+            if conn is not None:
+                conn.close()
+            if isinstance(err, sqlite3.DatabaseError):
+                raise DatabaseError(self.path, f"cannot open: {err}") from err
+            raise
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block raises. Nested blocks are
+        savepoints: an inner failure that the outer block catches undoes only the inner part."""
+        with self._lock:
+            conn = self._conn
+            if self._depth:
+                name = f"sp{self._depth}"
+                conn.execute(f"SAVEPOINT {name}")
+                self._depth += 1
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
+                    raise
+                else:
+                    conn.execute(f"RELEASE {name}")
+                finally:
+                    self._depth -= 1
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            finally:
+                self._depth = 0
+
+    def read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[tuple]:
+        """Run one query outside any write transaction (a consistent WAL snapshot)."""
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._version(self._conn)
+
+    @staticmethod
+    def _version(conn: sqlite3.Connection) -> int:
+        row = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if row is None:
+            return 0
+        got = conn.execute("SELECT version FROM schema_version").fetchone()
+        return int(got[0]) if got else 0
+
+    def migrate(self, migrations: Mapping[int, str] = MIGRATIONS) -> int:
+        """Apply the migrations above the stored version, all in one transaction. Returns the
+        version reached. Running it again changes nothing."""
+        target = max(migrations) if migrations else 0
+        with self.transaction() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            current = self._version(conn)
+            if current > target:
+                raise DatabaseError(self.path, f"schema version {current} is newer than this "
+                                    f"berth understands ({target}); upgrade berth")
+            if conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0:
+                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+            for version in sorted(v for v in migrations if v > current):
+                _executescript_in_tx(conn, migrations[version])
+                conn.execute("UPDATE schema_version SET version = ?", (version,))
+        return max(current, target)
+
+    def tables(self) -> list[str]:
+        return [r[0] for r in self.read(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+
+    # -- events -----------------------------------------------------------------------------
+
+    def record_event(self, type: str, action: str, actor_id: str = "",
+                     attributes: Mapping[str, str] | None = None, *,
+                     time_ns: int | None = None) -> int:
+        """Append an event and trim the log to the newest `keep_events`, in the current
+        transaction if one is open (so the event commits with the change it describes)."""
+        attrs = json.dumps(dict(attributes or {}), sort_keys=True, separators=(",", ":"))
+        when = time.time_ns() if time_ns is None else time_ns
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO events (time_ns, type, action, actor_id, attributes) "
+                "VALUES (?, ?, ?, ?, ?)", (when, type, action, actor_id, attrs))
+            event_id = int(cur.lastrowid or 0)
+            conn.execute("DELETE FROM events WHERE id <= ?", (event_id - self.keep_events,))
+        return event_id
+
+    def events(self, *, since_ns: int | None = None, until_ns: int | None = None,
+               after_id: int | None = None, limit: int | None = None,
+               where: Callable[[Event], bool] | None = None) -> list[Event]:
+        """Events oldest first; `since_ns`/`until_ns` bound time_ns inclusively, `after_id`
+        continues a stream from the last id seen."""
+        sql = "SELECT id, time_ns, type, action, actor_id, attributes FROM events WHERE 1"
+        params: list[Any] = []
+        if since_ns is not None:
+            sql += " AND time_ns >= ?"
+            params.append(since_ns)
+        if until_ns is not None:
+            sql += " AND time_ns <= ?"
+            params.append(until_ns)
+        if after_id is not None:
+            sql += " AND id > ?"
+            params.append(after_id)
+        sql += " ORDER BY id"
+        if limit is not None and where is None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        out = []
+        for row in self.read(sql, params):
+            ev = Event(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]))
+            if where is None or where(ev):
+                out.append(ev)
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+
+def open_database(root: str | Path | None = None) -> Database:
+    """The database under `root`, default $BERTH_ROOT or /var/lib/berth."""
+    return Database(root or os.environ.get("BERTH_ROOT", "/var/lib/berth"))
