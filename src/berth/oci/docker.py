@@ -175,7 +175,9 @@ def parse_manifest_json(raw: bytes) -> tuple[ArchiveImage, ...]:
             raise ImageFormatError(f"{f}: must be an object, not {type(e).__name__}")
         if "Config" not in e:
             raise ImageFormatError(f"{f}.Config: is required")
-        tags = e.get("RepoTags") or []
+        tags = e.get("RepoTags")
+        if tags is None:
+            tags = []
         if not isinstance(tags, list):
             raise ImageFormatError(f"{f}.RepoTags: must be an array of strings")
         for j, t in enumerate(tags):
@@ -183,7 +185,9 @@ def parse_manifest_json(raw: bytes) -> tuple[ArchiveImage, ...]:
         layers = e.get("Layers")
         if not isinstance(layers, list):
             raise ImageFormatError(f"{f}.Layers: must be an array of paths")
-        sources_v = e.get("LayerSources") or {}
+        sources_v = e.get("LayerSources")
+        if sources_v is None:
+            sources_v = {}
         if not isinstance(sources_v, dict):
             raise ImageFormatError(f"{f}.LayerSources: must be an object")
         sources = {check_digest(k, f"{f}.LayerSources"): parse_descriptor(v, f"{f}.LayerSources[{k}]")
