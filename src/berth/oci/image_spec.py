@@ -571,10 +571,3 @@ class ImageConfig(namedtuple("ImageConfig", "architecture os variant created aut
         hist = [*(self.doc.get("history") or []), history.to_doc()]
         return self.derive(rootfs=rootfs, history=hist)
 
-
-def chain_ids(diff_ids: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """The image-spec's ChainIDs: chain[0] = diff[0]; chain[n] = sha256(chain[n-1] + " " + diff[n])."""
-    out: list[str] = []
-    for d in diff_ids:
-        out.append(d if not out else sha256_digest(f"{out[-1]} {d}".encode()))
-    return tuple(out)
