@@ -162,6 +162,39 @@ def test_falls_back_when_new_api_missing(snaps: Snapshots, berth_env,
         mnt.unmount(b.target)
 
 
+def test_falls_back_when_overlayfs_refuses_lowerdir_plus(snaps: Snapshots, berth_env,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    real = _mountapi.fsconfig_string
+
+    def old_overlayfs(fs_fd: int, key: str, value: str) -> None:
+        if key == "lowerdir+":  # as a kernel before 6.8 answers
+            raise OSError(errno.EINVAL, "fsconfig lowerdir+=x: Invalid argument: "
+                                        "e overlay: Unknown parameter 'lowerdir+'")
+        real(fs_fd, key, value)
+
+    monkeypatch.setattr(_mountapi, "fsconfig_string", old_overlayfs)
+    [m] = snaps.prepare("old", make_layers(berth_env.tmp, 48, name_width=100))
+    try:
+        assert mounted(m) is Method.MOUNT_SHORT
+        assert len(os.listdir(m.target)) == 48
+    finally:
+        mnt.unmount(m.target)
+
+
+def test_real_errors_do_not_fall_back(snaps: Snapshots, berth_env) -> None:
+    lows = make_layers(berth_env.tmp, 2)
+    not_a_dir = berth_env.tmp / "file"
+    not_a_dir.write_text("")
+    [m] = snaps.prepare("bad", [*lows, str(not_a_dir)])
+    with pytest.raises(mnt.MountFailed) as info:
+        mnt.mount(m)
+    assert info.value.step == f"fsconfig lowerdir+ {not_a_dir}"  # from the new API itself
+    assert info.value.errno == errno.EINVAL
+    assert "not a directory" in str(info.value)  # the kernel's own message, from the fs fd
+    assert not getattr(info.value, "__notes__", None)  # no fallback was tried
+    assert not mnt.is_mounted(m.target)
+
+
 def test_view_is_read_only(snaps: Snapshots, berth_env) -> None:
     lows = make_layers(berth_env.tmp, 3)
     [m] = snaps.view("ro", lows)

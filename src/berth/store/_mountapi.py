@@ -9,7 +9,6 @@ fsconfig the kernel's own message is read from the filesystem context fd (fsopen
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 
 __all__ = [
@@ -124,9 +123,3 @@ def mount(source: str, target: str, fstype: str | None, flags: int, data: str | 
 def umount2(target: str, flags: int = 0) -> None:
     if _libc.umount2(os.fsencode(target), flags) < 0:
         raise _fail(f"umount {target}")
-
-
-def new_api_missing(err: OSError) -> bool:
-    """True when an OSError means the kernel lacks the call or the option (fall back)."""
-    return err.errno in (errno.ENOSYS, errno.EPERM) or (
-        err.errno == errno.EINVAL and "lowerdir+" in str(err))

@@ -1,11 +1,11 @@
 """Perform the Mount data that store/snapshots.py plans; unmount; find overlay mounts.
 
-    mount_all(mounts, method=None, short=None) -> list[Method]
-    mount(m, method=None, short=None) -> Method
+    mount_all(mounts, method=None, short_base=None) -> list[Method]
+    mount(m, method=None, short_base=None) -> Method
         overlay: the new mount API first (fsopen("overlay"), one fsconfig("lowerdir+") per layer
         from the top down, upperdir, workdir, create, fsmount, move_mount); when the kernel lacks
-        it (ENOSYS) or refuses the option, mount(2) with full paths if they fit in one page,
-        else with short names: `l/<id>` symlinks under the short-name base and mount(2) run in
+        it (ENOSYS) or overlayfs refuses `lowerdir+` (before 6.8: EINVAL), mount(2) with full paths if they fit in one page,
+        else with short names: `l/<id>` symlinks under the plan's short_base, mount(2) run in
         a child whose working directory is that base (so no thread's cwd changes).
         bind: mount(2) MS_BIND (+ read-only remount).
     unmount(target, detach=False)       umount2; a target that is not mounted is not an error
@@ -61,9 +61,9 @@ def mount_all(mounts: Sequence[Mount], *, method: Method | None = None,
 
 def mount(m: Mount, *, method: Method | None = None,
           short_base: str | Path | None = None) -> Method:
-    """Perform one Mount. `method` forces a method (tests, old kernels); by default the new
-    API, falling back to mount(2). `short_base` is where `l/` links live (default: the parent
-    of the target's snapshot directory's parent, i.e. `<root>/snapshots/..` + "overlay")."""
+    """Perform one Mount; returns the method used. `method` forces one (tests, old kernels);
+    by default the new API, falling back to mount(2) when the kernel lacks it. `short_base`
+    overrides the plan's directory for the `l/` links."""
     for d in m.dirs():
         try:
             os.makedirs(d, exist_ok=True)
@@ -74,35 +74,48 @@ def mount(m: Mount, *, method: Method | None = None,
         return Method.MOUNT
     if m.type != "overlay":
         raise MountFailed(m.target, "plan", f"unknown mount type {m.type!r}")
-    base = str(short_base) if short_base else _default_base(m)
+    base = str(short_base or m.short_base)
+    refused: MountFailed | None = None
     if method is None:
-        chosen = choose_method(m)
-        if chosen is Method.NEW_API:
+        method = choose_method(m)
+        if method is Method.NEW_API:
             try:
                 _mount_new_api(m)
                 return Method.NEW_API
             except MountFailed as e:
-                if e.errno is None or not sys_.new_api_missing(
-                        OSError(e.errno, str(e))):
+                if not _new_api_unavailable(e):
                     raise
-            chosen = choose_method(m, new_api=False)
-        method = chosen
+                refused = e
+            method = choose_method(m, new_api=False)
     else:
         choose_method(m, force=method)  # raises when it cannot fit
-    if method is Method.NEW_API:
-        _mount_new_api(m)
-    elif method is Method.MOUNT:
-        _mount_syscall(m, m.options(), cwd=None)
-    else:
-        short = ShortNames.plan(base, m.lowers, existing=_read_links(base))
-        ensure_links(short)
-        _mount_syscall(m, short.options(m), cwd=base)
+    try:
+        if method is Method.NEW_API:
+            _mount_new_api(m)
+        elif method is Method.MOUNT:
+            _mount_syscall(m, m.options(), cwd=None)
+        else:
+            if not base:
+                raise MountFailed(m.target, "plan", "short names need a base directory")
+            short = ShortNames.plan(base, m.lowers, existing=_read_links(base))
+            ensure_links(short)
+            _mount_syscall(m, short.options(m), cwd=base)
+    except MountFailed as e:
+        if refused is not None:
+            e.add_note(f"the new mount API was tried first: {refused}")
+        raise
     return method
 
 
-def _default_base(m: Mount) -> str:
-    # <root>/snapshots/<key>/merged -> <root>/overlay
-    return str(Path(m.target).parent.parent.parent / "overlay")
+def _new_api_unavailable(e: MountFailed) -> bool:
+    """The kernel lacks the new API (ENOSYS, or a seccomp filter's EPERM at fsopen) or
+    overlayfs does not know `lowerdir+` (kernels before 6.8: EINVAL, and the kernel's message
+    on the context fd says "Unknown parameter"; a bad layer is EINVAL too, so the message
+    decides)."""
+    if e.step == "fsopen overlay":
+        return e.errno in (errno.ENOSYS, errno.EPERM)
+    return (e.step.startswith("fsconfig lowerdir+") and e.errno == errno.EINVAL
+            and "Unknown parameter" in str(e))
 
 
 def _mount_new_api(m: Mount) -> None:
@@ -224,7 +237,7 @@ def ensure_links(short: ShortNames) -> None:
 
 def unmount(target: str | Path, *, detach: bool = False) -> None:
     """Unmount `target` (all mounts stacked there). Not mounted is not an error."""
-    target = os.path.abspath(target)
+    target = os.path.realpath(target)
     for _ in range(64):
         if not is_mounted(target):
             return
@@ -266,12 +279,12 @@ def _mountinfo(path: str = "/proc/self/mountinfo") -> list[tuple[str, str]]:
 
 
 def is_mounted(target: str | Path) -> bool:
-    target = os.path.abspath(target)
+    target = os.path.realpath(target)
     return any(point == target for point, _ in _mountinfo())
 
 
 def mounts_under(root: str | Path, fstype: str | None = None) -> list[str]:
-    root = os.path.abspath(root)
+    root = os.path.realpath(root)
     prefix = root.rstrip("/") + "/"
     return sorted({p for p, t in _mountinfo()
                    if (p == root or p.startswith(prefix)) and (fstype is None or t == fstype)})

@@ -82,6 +82,7 @@ class Mount:
     work: str | None = None
     source: str = ""
     readonly: bool = False
+    short_base: str = ""  # where mount(2) with short names runs; its `l/` holds the links
 
     @property
     def writable(self) -> bool:
@@ -218,7 +219,8 @@ class Snapshots:
         lowers = _top_first(parents)
         if not lowers:  # nothing below: the upper directory itself
             return [Mount(type="bind", target=target, source=upper, upper=upper)]
-        return [Mount(type="overlay", target=target, lowers=lowers, upper=upper, work=work)]
+        return [Mount(type="overlay", target=target, lowers=lowers, upper=upper, work=work,
+                      short_base=str(self.short_base()))]
 
     def view(self, key: str, parents: Sequence[str | Path]) -> list[Mount]:
         """A read-only snapshot over `parents`: no upper, nothing can be written."""
@@ -228,7 +230,8 @@ class Snapshots:
             raise InvalidArgument(f"snapshot {key}: a view needs at least one layer")
         if len(lowers) == 1:  # overlayfs without upper wants two lowers; bind the one
             return [Mount(type="bind", target=target, source=lowers[0], readonly=True)]
-        return [Mount(type="overlay", target=target, lowers=lowers, readonly=True)]
+        return [Mount(type="overlay", target=target, lowers=lowers, readonly=True,
+                      short_base=str(self.short_base()))]
 
     def remove(self, key: str) -> list[Path]:
         """What to delete (after unmounting) to remove snapshot `key`."""
