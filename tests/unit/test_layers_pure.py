@@ -7,7 +7,7 @@ import pytest
 
 from berth.errors import ImageFormatError
 from berth.store.layers import (
-    OPAQUE_MARKER, UnsafePath, clean_entry_name, detect_compression, resolve_link, whiteout_of,
+    OPAQUE_MARKER, UnsafePath, clean_entry_name, detect_compression, resolve_in_root, whiteout_of,
     whiteout_name,
 )
 
@@ -40,21 +40,66 @@ def test_clean_entry_name_refuses(name: str, problem: str) -> None:
     assert "sha256:abc" in str(exc.value) and name in str(exc.value)
 
 
-@pytest.mark.parametrize("parent, target, result", [
-    ("", "usr/lib", "usr/lib"),
-    ("lib", "../usr/lib", "usr/lib"),
-    ("a/b", "..", "a"),
-    ("a", "..", ""),
-    ("a", ".", "a"),
-    ("a", "../..", None),
-    ("", "..", None),
-    ("a/b", "../../../etc", None),
-    ("", "/etc", None),
-    ("a", "/usr/lib", None),
-    ("a", "", None),
+# A fake tree for resolve_in_root: rel path -> ('dir', '') or ('link', target) or ('other', '').
+TREE = {
+    "usr": ("dir", ""), "usr/lib": ("dir", ""), "lib": ("link", "usr/lib"),
+    "x": ("dir", ""), "x/y": ("dir", ""), "x/y/up": ("link", "../.."), "x/up": ("link", ".."),
+    "b": ("link", "x/up/.."), "etc": ("link", "/etc"), "esc": ("link", "../../etc"),
+    "loop": ("link", "loop"), "file": ("other", ""), "empty": ("link", ""),
+    "viaup": ("link", "x/y/up/usr"),
+}
+
+
+def _lookup(rel: str) -> tuple[str, str]:
+    return TREE.get(rel, ("missing", ""))
+
+
+@pytest.mark.parametrize("path, result", [
+    ("", ""),
+    ("usr/lib", "usr/lib"),
+    ("lib", "usr/lib"),
+    ("x/y/up", ""),
+    ("x/y/up/usr/lib", "usr/lib"),
+    ("viaup/lib", "usr/lib"),  # a link inside a link's target is followed too
+    ("x/up", ""),
 ])
-def test_resolve_link(parent: str, target: str, result: str | None) -> None:
-    assert resolve_link(parent, target) == result
+def test_resolve_in_root_follows_links_inside(path: str, result: str) -> None:
+    parts = tuple(p for p in path.split("/") if p)
+    assert resolve_in_root(parts, _lookup, entry=path) == result
+
+
+@pytest.mark.parametrize("path, problem", [
+    ("etc", "absolute"),
+    ("esc", "points outside"),
+    ("b", "points outside"),  # x/up -> .. is the root, and .. of the root is outside
+    ("loop", "too many symlinks"),
+])
+def test_resolve_in_root_refuses_escapes(path: str, problem: str) -> None:
+    with pytest.raises(UnsafePath) as exc:
+        resolve_in_root((path,), _lookup, entry=f"{path}/x", layer="L")
+    assert problem in str(exc.value) and exc.value.entry == f"{path}/x"
+
+
+@pytest.mark.parametrize("path", ["file", "nope", "empty", "file/x"])
+def test_resolve_in_root_missing_or_not_a_dir(path: str) -> None:
+    with pytest.raises(ImageFormatError) as exc:
+        resolve_in_root(tuple(path.split("/")), _lookup, entry=path)
+    assert not isinstance(exc.value, UnsafePath)
+
+
+def test_resolve_in_root_caches_real_dirs() -> None:
+    known: set[str] = set()
+    seen: list[str] = []
+
+    def lookup(rel: str) -> tuple[str, str]:
+        seen.append(rel)
+        return _lookup(rel)
+
+    resolve_in_root(("usr", "lib"), lookup, entry="usr/lib/x", known=known)
+    assert known == {"usr", "usr/lib"}
+    seen.clear()
+    resolve_in_root(("usr", "lib"), lookup, entry="usr/lib/y", known=known)
+    assert seen == []
 
 
 @pytest.mark.parametrize("base, kind", [

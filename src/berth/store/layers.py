@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import posixpath
 import shutil
 import stat
 import tarfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -40,7 +39,7 @@ from berth.store.blobs import DigestMismatch
 
 __all__ = [
     "LayerExists", "LayerInfo", "PackedLayer", "UnsafePath", "clean_entry_name",
-    "detect_compression", "diff", "pack", "resolve_link", "unpack", "whiteout_of",
+    "detect_compression", "diff", "pack", "resolve_in_root", "unpack", "whiteout_of",
     "whiteout_name", "OPAQUE_MARKER", "OPAQUE_XATTR", "WHITEOUT_PREFIX",
 ]
 
@@ -103,18 +102,56 @@ def clean_entry_name(name: str, layer: str = "<layer>") -> tuple[str, ...]:
     return parts
 
 
-def resolve_link(parent: str, target: str) -> str | None:
-    """Where a symlink in directory `parent` (relative to the root, '' for the root) pointing to
-    `target` leads, relative to the root; None if it is absolute or climbs out of the root."""
-    if target.startswith("/") or not target:
-        return None
-    joined = posixpath.normpath(posixpath.join(parent, target)) if parent else \
-        posixpath.normpath(target)
-    if joined == ".":
-        return ""
-    if joined == ".." or joined.startswith("../"):
-        return None
-    return joined
+def resolve_in_root(parts: Sequence[str], lookup: Callable[[str], tuple[str, str]], *,
+                    entry: str, layer: str = "<layer>", known: set[str] | None = None) -> str:
+    """The directory, relative to the root ('' for the root itself), that the path `parts`
+    reaches when each symlink on the way is followed the way the kernel would, component by
+    component. `lookup(rel)` says what is at `rel`: ('dir', ''), ('link', target),
+    ('missing', '') or ('other', ''). Real directories found are added to `known`.
+
+    Refused (UnsafePath): an absolute symlink, a '..' that climbs above the root, too many
+    links. A missing or non-directory component is an ImageFormatError."""
+    pending = list(reversed(parts))
+    stack: list[str] = []
+    links = 0
+    via = ""  # the last symlink followed, for messages
+    while pending:
+        comp = pending.pop()
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if not stack:
+                raise UnsafePath(layer, entry, f"goes through symlink {via}, which points "
+                                               "outside the layer")
+            stack.pop()
+            continue
+        stack.append(comp)
+        rel = "/".join(stack)
+        if known is not None and rel in known:
+            continue
+        kind, target = lookup(rel)
+        if kind == "dir":
+            if known is not None:
+                known.add(rel)
+        elif kind == "link":
+            links += 1
+            via = f"{rel!r} -> {target!r}"
+            if links > _MAX_SYMLINK_DEPTH:
+                raise UnsafePath(layer, entry, "goes through too many symlinks")
+            if not target:
+                raise ImageFormatError(f"layer {layer}: entry {entry!r}: symlink {rel!r} is "
+                                       "empty")
+            if target.startswith("/"):
+                raise UnsafePath(layer, entry, f"goes through symlink {via}, which points "
+                                               "outside the layer (absolute)")
+            stack.pop()
+            pending.extend(reversed(target.split("/")))
+        elif kind == "missing":
+            raise ImageFormatError(f"layer {layer}: entry {entry!r}: {rel!r} does not exist")
+        else:
+            raise ImageFormatError(f"layer {layer}: entry {entry!r}: {rel!r} is not a "
+                                   "directory")
+    return "/".join(stack)
 
 
 def whiteout_of(basename: str) -> tuple[str, str | None] | None:
@@ -288,47 +325,30 @@ class _Extractor:
     def unsafe(self, entry: str, problem: str) -> UnsafePath:
         return UnsafePath(self.layer, entry, problem)
 
-    def resolve_dir(self, parts: Sequence[str], entry: str, *, create: bool,
-                    depth: int = 0) -> str:
+    def _lookup(self, rel: str, entry: str, create: bool) -> tuple[str, str]:
+        path = self.abs(rel)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            if not create:
+                return ("missing", "")
+            os.mkdir(path, 0o755)
+            return ("dir", "")
+        if stat.S_ISDIR(st.st_mode):
+            return ("dir", "")
+        if stat.S_ISLNK(st.st_mode):
+            return ("link", os.readlink(path))
+        return ("other", "")
+
+    def resolve_dir(self, parts: Sequence[str], entry: str, *, create: bool) -> str:
         """The real directory (relative to root) that `parts` names, following symlinks only
         inside the root; missing directories are made when `create`."""
         rel = "/".join(parts)
         if rel in self.known_dirs:
             return rel
-        if depth > _MAX_SYMLINK_DEPTH:
-            raise self.unsafe(entry, "goes through too many symlinks")
-        cur = ""
-        for comp in parts:
-            nxt = f"{cur}/{comp}" if cur else comp
-            if nxt in self.known_dirs:
-                cur = nxt
-                continue
-            path = self.abs(nxt)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                if not create:
-                    raise ImageFormatError(f"layer {self.layer}: entry {entry!r}: "
-                                           f"{nxt!r} does not exist") from None
-                os.mkdir(path, 0o755)
-                self.known_dirs.add(nxt)
-                cur = nxt
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                self.known_dirs.add(nxt)
-                cur = nxt
-            elif stat.S_ISLNK(st.st_mode):
-                target = os.readlink(path)
-                to = resolve_link(cur, target)
-                if to is None:
-                    raise self.unsafe(entry, f"goes through symlink {nxt!r} -> {target!r}, "
-                                             "which points outside the layer")
-                cur = self.resolve_dir(to.split("/") if to else (), entry, create=create,
-                                       depth=depth + 1)
-            else:
-                raise ImageFormatError(f"layer {self.layer}: entry {entry!r}: {nxt!r} is "
-                                       "not a directory")
-        return cur
+        out = resolve_in_root(parts, lambda r: self._lookup(r, entry, create),
+                              entry=entry, layer=self.layer, known=self.known_dirs)
+        return out
 
     def _forget(self, rel: str) -> None:
         prefix = rel + "/"
@@ -403,7 +423,11 @@ class _Extractor:
             os.symlink(m.linkname, path)
             self.sizes[rel] = ((0, -len(self.sizes) - 1), len(os.fsencode(m.linkname)))
         elif m.islnk():
-            tparts = clean_entry_name(m.linkname, self.layer)
+            try:
+                tparts = clean_entry_name(m.linkname, self.layer)
+            except UnsafePath as e:
+                raise self.unsafe(entry, f"is a hardlink to {m.linkname!r}, which "
+                                         f"{e.problem}") from None
             if not tparts:
                 raise self.unsafe(entry, "is a hardlink to the root")
             tparent = self.resolve_dir(tparts[:-1], entry, create=False)
