@@ -153,3 +153,19 @@ def test_forced_method_is_checked() -> None:
     [m] = Snapshots(ROOT).prepare("c", layers(50))
     assert choose_method(m, force=Method.MOUNT_SHORT) is Method.MOUNT_SHORT
     assert choose_method(m, force=Method.NEW_API) is Method.NEW_API
+
+
+def test_mountinfo_parsing_unescapes_and_filters(tmp_path: Path) -> None:
+    from berth.store import mount as mnt  # only parses a file here: no kernel objects
+
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 0:21 / / rw - ext4 /dev/sda1 rw\n"
+        "40 22 0:40 / /r/snapshots/a/merged rw,relatime - overlay overlay rw,lowerdir=l/x\n"
+        "41 22 0:41 / /r/snapshots/with\\040space/merged rw shared:1 - overlay overlay rw\n"
+        "42 22 0:42 / /r/other rw - tmpfs tmpfs rw\n"
+        "43 22 0:43 / /rx/merged rw - overlay overlay rw\n")
+    entries = mnt._mountinfo(str(info))
+    assert ("/r/snapshots/with space/merged", "overlay") in entries
+    overlays = sorted(p for p, t in entries if t == "overlay" and p.startswith("/r/"))
+    assert overlays == ["/r/snapshots/a/merged", "/r/snapshots/with space/merged"]
