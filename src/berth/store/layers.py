@@ -27,6 +27,7 @@ import os
 import shutil
 import stat
 import tarfile
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -421,7 +422,8 @@ class _Extractor:
             self.sizes[rel] = ((st.st_dev, st.st_ino), m.size)
         elif m.issym():
             os.symlink(m.linkname, path)
-            self.sizes[rel] = ((0, -len(self.sizes) - 1), len(os.fsencode(m.linkname)))
+            st = os.lstat(path)
+            self.sizes[rel] = ((st.st_dev, st.st_ino), st.st_size)
         elif m.islnk():
             try:
                 tparts = clean_entry_name(m.linkname, self.layer)
@@ -507,12 +509,11 @@ def unpack(source: str | os.PathLike[str] | BinaryIO, dest: str | os.PathLike[st
 
 
 def _unpack(raw: IO[bytes], dest: Path, want: Digest | None, label: str) -> LayerInfo:
-    tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
-    if os.path.lexists(tmp):
-        shutil.rmtree(tmp)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    os.mkdir(tmp, 0o755)
+    # <dest>.tmp-<pid>-<random>: unique per call, and a crashed unpack is recognisable by name
+    tmp = Path(tempfile.mkdtemp(prefix=f"{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
     try:
+        os.chmod(tmp, 0o755)
         try:
             reader = _HashingReader(_decompressed(raw))
             ex = _Extractor(tmp, label)
@@ -613,9 +614,10 @@ def _write_tree(src: Path, out: Path, *, whiteouts: bool) -> PackedLayer:
         raise InvalidArgument(f"not a directory: {src}")
     first_name: dict[tuple[int, int], str] = {}
     sizes: dict[tuple[int, int], int] = {}
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{out.name}.tmp-{os.getpid()}-", dir=out.parent)
+    tmp = Path(tmp_name)
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             hw = _HashingWriter(f)
             with tarfile.open(fileobj=hw, mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
                               bufsize=_CHUNK, errors="surrogateescape") as tar:
