@@ -233,3 +233,27 @@ def test_spec_writes_a_default_config(rt, tmp_path):
     assert {n["type"] for n in config["linux"]["namespaces"]} >= {"pid", "mount", "network"}
     again = rt("spec", "--bundle", str(tmp_path), check=False)
     assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_preserve_fds_passes_the_callers_descriptors(rt, bundle, berth_runtime, berth_env):
+    """--preserve-fds N hands fds 3..3+N-1 on (runc's option); fd 3+N and above never."""
+    data = berth_env.tmp / "passed"
+    data.write_text("through fd 3\n")
+    extra = berth_env.tmp / "not-passed"
+    extra.write_text("x\n")
+    b = bundle(["sh", "-c", "cat <&3; for f in /proc/$$/fd/*; do echo ${f##*/}=$(readlink $f); done"])
+    with open(data) as f3, open(extra) as f4:
+        for want, fd in ((3, f3.fileno()), (4, f4.fileno())):
+            if fd != want:
+                os.dup2(fd, want, inheritable=True)
+        proc = subprocess.run([str(berth_runtime), "--root", str(rt.root), "run",
+                               "--preserve-fds", "1", "--bundle", str(b), "pf1"],
+                              pass_fds=(3, 4), capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "through fd 3"
+    fds = dict(line.split("=", 1) for line in lines[1:])
+    # Beyond fd 3 only the shell's own pipe of $(readlink) may show (fd 4, with runc too);
+    # the caller's fd 4 (a file) must not.
+    assert fds["3"].endswith("/passed"), fds
+    assert all(v.startswith("pipe:") for k, v in fds.items() if k not in ("0", "1", "2", "3")), fds

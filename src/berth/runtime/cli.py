@@ -18,7 +18,7 @@ USAGE = """usage: berth-runtime [--root DIR] COMMAND [OPTIONS] ID
 
 Commands:
   create   create a container from a bundle (stopped before the user process)
-             [--bundle DIR] [--pid-file F] [--console-socket SOCK] ID
+             [--bundle DIR] [--pid-file F] [--console-socket SOCK] [--preserve-fds N] ID
   start    run the user process of a created container          ID
   run      create, start and wait; the exit status is the container's
              [--bundle DIR] [--pid-file F] [--console-socket SOCK] [--detach] [--keep] ID
@@ -196,13 +196,14 @@ def _dispatch(a: dict[str, Any]) -> int:
         return _spec(a.get("bundle", "."))
     if cmd == "create":
         rt.create(a["id"], a.get("bundle", "."),
-                  CreateOptions(console_socket=a.get("console_socket"), pid_file=a.get("pid_file")))
+                  CreateOptions(console_socket=a.get("console_socket"), pid_file=a.get("pid_file"),
+                                preserve_fds=_count(a.get("preserve_fds", "0"))))
         return 0
     if cmd == "run":
         from berth.runtime.run import run
         return run(rt, a["id"], a.get("bundle", "."), detach=a.get("detach", False),
                    console_socket=a.get("console_socket"), pid_file=a.get("pid_file"),
-                   keep=a.get("keep", False))
+                   keep=a.get("keep", False), preserve_fds=_count(a.get("preserve_fds", "0")))
     if cmd == "start":
         rt.start(a["id"])
     elif cmd == "state":
@@ -224,6 +225,13 @@ def _dispatch(a: dict[str, Any]) -> int:
         from berth.runtime.run import exec_cli
         return exec_cli(rt, a)
     return 0
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        from berth.errors import InvalidArgument
+        raise InvalidArgument(f"--preserve-fds {text!r}: give a number of descriptors")
+    return int(text)
 
 
 def _list(rt: Any, fmt: str, quiet: bool) -> None:

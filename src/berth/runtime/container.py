@@ -58,10 +58,13 @@ def load_spec(bundle: str) -> Spec:
 class CreateOptions:
     """console_socket/pid_file as in the CLI; subreaper is set by `run` and by the engine's
     monitor (the init is re-parented to the caller, which can then wait for it); console_fd,
-    for `run` with a terminal and no console socket, receives the pty for the caller to relay."""
+    for `run` with a terminal and no console socket, receives the pty for the caller to relay;
+    preserve_fds passes the caller's fds 3..3+N-1 to the container process (runc's option)."""
 
     def __init__(self, console_socket: str | None = None, pid_file: str | None = None,
-                 subreaper: bool = False, console_fd: int | None = None) -> None:
+                 subreaper: bool = False, console_fd: int | None = None,
+                 preserve_fds: int = 0) -> None:
+        self.preserve_fds = preserve_fds
         self.console_socket = console_socket
         self.pid_file = pid_file
         self.subreaper = subreaper
@@ -191,7 +194,7 @@ class Runtime:
             if opts.subreaper:
                 _sys.prctl(_sys.PR_SET_CHILD_SUBREAPER, 1)
             args = (spec, caps, seccomp_spec, mgr, child, ns_fds, fifo_fd, console,
-                    opts.console_fd, bundle, state.id)
+                    opts.console_fd, bundle, state.id, opts.preserve_fds)
             init_pid = 0
             if not _needs_intermediate(spec):
                 # Without a user or time namespace the init is our own child, born in its
@@ -257,7 +260,8 @@ class Runtime:
 
     def _intermediate(self, spec: Spec, caps: Any, seccomp_spec: dict[str, Any] | None,
                       mgr: Any, sock: Any, ns_fds: dict[str, int], fifo_fd: int,
-                      console: Any, console_fd: int | None, bundle: str, cid: str) -> None:
+                      console: Any, console_fd: int | None, bundle: str, cid: str,
+                      preserve_fds: int = 0) -> None:
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
         # Join before the new cgroup and user namespaces: both would hide the host's tree.
         mgr.join_self()
@@ -280,24 +284,26 @@ class Runtime:
         pid = os.fork()
         if pid == 0:
             child_main(sock, lambda: self._init(spec, caps, seccomp_spec, sock, fifo_fd,
-                                                console, console_fd, bundle, view, userns, cid))
+                                                console, console_fd, bundle, view, userns, cid,
+                                                preserve_fds))
         send(sock, t="pid", pid=pid)
 
     def _init_direct(self, spec: Spec, caps: Any, seccomp_spec: dict[str, Any] | None,
                      mgr: Any, sock: Any, ns_fds: dict[str, int], fifo_fd: int,
-                     console: Any, console_fd: int | None, bundle: str, cid: str) -> None:
+                     console: Any, console_fd: int | None, bundle: str, cid: str,
+                     preserve_fds: int = 0) -> None:
         """The init when there is no user namespace: already PID 1 of its pid namespace."""
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
         mgr.join_self()  # before the cgroup namespace, which would hide the host's tree
         view = _cgroup_view(mgr)
         _enter_namespaces(spec.linux, ns_fds, with_pid=False)
         self._init(spec, caps, seccomp_spec, sock, fifo_fd, console, console_fd, bundle, view,
-                   False, cid)
+                   False, cid, preserve_fds)
 
     def _init(self, spec: Spec, caps: Any, seccomp_spec: dict[str, Any] | None,
               sock: Any, fifo_fd: int, console: Any,
               console_fd: int | None, bundle: str, view: rootfs.CgroupView, userns: bool,
-              cid: str) -> None:
+              cid: str, preserve_fds: int = 0) -> None:
         proc = spec.process
         assert proc is not None
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
@@ -332,7 +338,7 @@ class Runtime:
         env.setdefault("HOME", process.home_of(proc.user.uid))
         program = process.find_program(proc.args[0], env)
         fin = Final(proc=proc, caps=caps, program=program, env=env, console_slave=slave,
-                    userns=userns)
+                    userns=userns, preserve_fds=preserve_fds)
         fin.seccomp = seccomp_spec
         process.apply_lsm(proc, process.warn_stderr)
         send(sock, t="ready")

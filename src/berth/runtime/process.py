@@ -338,7 +338,9 @@ class Final:
     """What the last step needs, prepared before `ready` so that little can fail after it."""
 
     def __init__(self, proc: Process, caps: CapSets, program: str, env: dict[str, str],
-                 console_slave: int | None = None, userns: bool = False) -> None:
+                 console_slave: int | None = None, userns: bool = False,
+                 preserve_fds: int = 0) -> None:
+        self.preserve_fds = preserve_fds
         self.proc = proc
         self.caps = caps
         self.program = program
@@ -379,7 +381,13 @@ def finalize_and_exec(fin: Final) -> None:
             fin.seccomp.load()
     # Nothing of the runtime may reach the container: only 0, 1, 2 survive exec
     # (CVE-2024-21626 leaked a host directory fd this way).
-    _sys.close_range_cloexec(3)
+    # --preserve-fds N passes the caller's fds 3 .. 3+N-1 on, as runc does.
+    for fd in range(3, 3 + fin.preserve_fds):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    _sys.close_range_cloexec(3 + fin.preserve_fds)
     cwd = os.getcwd()
     if not cwd.startswith("/"):
         raise RuntimeFailure(f"working directory {cwd!r} is outside the container")

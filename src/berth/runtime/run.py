@@ -19,7 +19,7 @@ FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
 
 
 def run(rt: Runtime, cid: str, bundle: str, *, detach: bool, console_socket: str | None,
-        pid_file: str | None, keep: bool = False) -> int:
+        pid_file: str | None, keep: bool = False, preserve_fds: int = 0) -> int:
     from berth.runtime.container import load_spec
     spec = load_spec(os.path.realpath(bundle))
     relay = spec.process is not None and spec.process.terminal and not console_socket
@@ -29,7 +29,7 @@ def run(rt: Runtime, cid: str, bundle: str, *, detach: bool, console_socket: str
     try:
         st = rt.create(cid, bundle, CreateOptions(
             console_socket=console_socket, pid_file=pid_file, subreaper=not detach,
-            console_fd=theirs.fileno() if theirs else None))
+            console_fd=theirs.fileno() if theirs else None, preserve_fds=preserve_fds))
     finally:
         if theirs is not None:
             theirs.close()
