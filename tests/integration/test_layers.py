@@ -180,6 +180,8 @@ RICH = [e if isinstance(e, tuple) else (e, None) for e in RICH if e is not None]
 def _with_xattrs() -> list[Entry]:
     ti, data = f("usr/bin/ping", b"ping", mode=0o755)
     ti.pax_headers = {"SCHILY.xattr.user.comment": "hello",
+                      "SCHILY.xattr.user.bin": b"\xff\x80\x00bin".decode("utf-8",
+                                                                         "surrogateescape"),
                       "SCHILY.xattr.security.capability":
                           b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
                           b"\x00\x00\x00\x00".decode("utf-8", "surrogateescape")}
@@ -218,6 +220,7 @@ def test_unpack_every_kind_of_entry(layers: Path, how: str) -> None:
     assert (root / ("a/" + "long" * 40 + "/file")).read_bytes() == b"long path"
     ping = root / "usr/bin/ping"
     assert os.getxattr(ping, "user.comment") == b"hello"
+    assert os.getxattr(ping, "user.bin") == b"\xff\x80\x00bin"  # binary values survive
     assert os.getxattr(ping, "security.capability")[:4] == b"\x01\x00\x00\x02"
     # apparent size as docker counts it: regular files (each inode once) + symlink targets
     regular = [e for e in RICH + _with_xattrs() if e[0].isreg()]

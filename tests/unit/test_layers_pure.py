@@ -133,3 +133,14 @@ def test_whiteout_name_round_trips() -> None:
 ])
 def test_detect_compression(head: bytes, kind: str) -> None:
     assert detect_compression(head) == kind
+
+
+def test_zstandard_is_imported_only_for_zstd_layers() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, berth.store.layers, berth.store.blobs; "
+            "print('zstandard' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"

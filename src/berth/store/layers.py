@@ -294,7 +294,8 @@ def _decompressed(raw: IO[bytes]) -> Any:
     if kind == "zstd":
         import zstandard  # lazily: only zstd layers pay for it
 
-        return zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True)
+        return zstandard.ZstdDecompressor().stream_reader(
+            src, read_across_frames=True)  # type: ignore[arg-type]  # it only calls read()
     return src
 
 
@@ -444,8 +445,8 @@ class _Extractor:
             os.link(self.abs(trel), path, follow_symlinks=False)
             return  # the inode's metadata and size belong to its first name
         elif m.ischr() or m.isblk():
-            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
-            os.mknod(path, 0o600 | kind, os.makedev(m.devmajor, m.devminor))
+            fmt = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            os.mknod(path, 0o600 | fmt, os.makedev(m.devmajor, m.devminor))
         elif m.isfifo():
             os.mkfifo(path, 0o600)
         else:
