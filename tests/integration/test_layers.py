@@ -369,8 +369,15 @@ def test_later_entry_replaces_symlink_instead_of_writing_through(layers: Path) -
     assert not os.path.lexists(f"/tmp/{canary}")
 
 
+def _oversized_pax_header() -> bytes:
+    ti, data = f("big", b"x")
+    ti.pax_headers = {"SCHILY.xattr.user.big": "A" * (2 << 20)}
+    return gzip.compress(tar_bytes([(ti, data)]))
+
+
 @pytest.mark.parametrize("damage", ["truncated-gzip", "truncated-data", "garbage",
-                                    "bad-second-header", "empty", "truncated-zstd"])
+                                    "bad-second-header", "empty", "truncated-zstd",
+                                    "oversized-pax-header"])
 def test_broken_streams_are_format_errors(layers: Path, damage: str) -> None:
     raw = tar_bytes([f("a", os.urandom(50_000)), f("b", b"b" * 5000)])
     data = {
@@ -380,6 +387,7 @@ def test_broken_streams_are_format_errors(layers: Path, damage: str) -> None:
         "bad-second-header": lambda: raw[:512 + 50_176] + b"\x01" * 512 + raw[512 + 50_176 + 512:],
         "empty": lambda: b"",
         "truncated-zstd": lambda: compress(raw, "zstd")[:-3000],
+        "oversized-pax-header": _oversized_pax_header,
     }[damage]()
     with pytest.raises(ImageFormatError):
         unpack(io.BytesIO(data), layers / "l")

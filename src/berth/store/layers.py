@@ -311,6 +311,23 @@ def _read_errors() -> tuple[type[BaseException], ...]:
 
 # --- unpack ------------------------------------------------------------------------------------
 
+MAX_SPECIAL_HEADER = 1 << 20  # pax and GNU long-name headers, as Go's archive/tar caps them
+_SPECIAL_TYPES = frozenset({tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                            tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK})
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads a pax or long-name header's body into memory whole: cap it before it does,
+    so a 10 GB header in a small gzip cannot exhaust memory."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _SPECIAL_TYPES and self.size > MAX_SPECIAL_HEADER:
+            raise tarfile.ReadError(f"{self.type.decode(errors='replace')!r} header of "
+                                    f"{self.size} bytes is over the {MAX_SPECIAL_HEADER}-byte "
+                                    "limit")
+        return super()._proc_member(tarfile_)  # type: ignore[misc, no-any-return]
+
+
 class _Extractor:
     """Writes tar members under `root`, resolving every path inside it."""
 
@@ -519,7 +536,7 @@ def _unpack(raw: IO[bytes], dest: Path, want: Digest | None, label: str) -> Laye
             reader = _HashingReader(_decompressed(raw))
             ex = _Extractor(tmp, label)
             with tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK,  # type: ignore[call-overload]
-                              errors="surrogateescape") as tar:
+                              errors="surrogateescape", tarinfo=_BoundedTarInfo) as tar:
                 for m in tar:
                     ex.extract(tar, m)
                 reader.check_end(tar.offset, label)
