@@ -66,7 +66,7 @@ class OCIRuntime:
         return [str(self.binary), "--root", str(self.root), *args]
 
     def call(self, *args: str, timeout: float = 30, cwd: Path | None = None,
-             stdin: int | None = subprocess.DEVNULL) -> Result:
+             stdin: int | None = subprocess.DEVNULL, pass_fds: tuple[int, ...] = ()) -> Result:
         # stdout/stderr go to files, not pipes: a container that outlives the call (run -d)
         # keeps its copies of them open, and a pipe would then never reach end of file.
         argv = self.argv(*args)
@@ -77,7 +77,7 @@ class OCIRuntime:
         try:
             with open(out_path, "w+b") as out, open(err_path, "w+b") as err:
                 proc = subprocess.run(argv, stdin=stdin, stdout=out, stderr=err, cwd=cwd,
-                                      timeout=timeout, env=self.env)
+                                      timeout=timeout, env=self.env, pass_fds=pass_fds)
                 out.seek(0)
                 err.seek(0)
                 return Result(argv, proc.returncode, out.read().decode(errors="replace"),
@@ -86,19 +86,21 @@ class OCIRuntime:
             for p in (out_path, err_path):
                 p.unlink(missing_ok=True)
 
-    def run(self, cid: str, bundle: Path, timeout: float = 30) -> Result:
+    def run(self, cid: str, bundle: Path, timeout: float = 30,
+            pass_fds: tuple[int, ...] = ()) -> Result:
         """`run` in the foreground: create, start, wait, delete."""
         try:
-            return self.call("run", "--bundle", str(bundle), cid, timeout=timeout)
+            return self.call("run", "--bundle", str(bundle), cid, timeout=timeout,
+                             pass_fds=pass_fds)
         finally:
             self.delete(cid)
 
     def run_detached(self, cid: str, bundle: Path) -> Result:
         return self.call("run", "--detach", "--bundle", str(bundle), cid)
 
-    def exec(self, cid: str, *argv: str, options: tuple[str, ...] = (),
-             timeout: float = 30) -> Result:
-        return self.call("exec", *options, cid, *argv, timeout=timeout)
+    def exec(self, cid: str, *argv: str, options: tuple[str, ...] = (), timeout: float = 30,
+             pass_fds: tuple[int, ...] = ()) -> Result:
+        return self.call("exec", *options, cid, *argv, timeout=timeout, pass_fds=pass_fds)
 
     def delete(self, cid: str) -> None:
         """delete --force, quietly: for finally blocks (the container may be gone already)."""
@@ -114,6 +116,19 @@ class OCIRuntime:
         for entry in sorted(os.listdir(self.root)):
             if not entry.startswith("."):
                 self.delete(entry)
+
+
+# berth-runtime bug (test_exec_status.py, xfail there): now and then `exec` loses the status of a
+# process that ran to its end and returns 255. Tests about something else accept that status
+# when the process's own output shows it completed, so the suite does not flake on it.
+LOST_EXEC_STATUS = 255
+
+
+def exec_completed(res: Result, completed: bool) -> bool:
+    """True when an exec'd process ran to its end: status 0, or the known lost status with
+    output that proves completion (`completed`)."""
+    return res.returncode == 0 or (
+        completed and res.returncode == LOST_EXEC_STATUS and "berth-runtime" in res.argv[0])
 
 
 def make_runtime(name: str, root: Path) -> OCIRuntime:

@@ -26,7 +26,7 @@ from berth.runtime.capabilities import DOCKER_DEFAULT
 from berth.runtime.seccomp import default_profile
 from helpers import probe
 from helpers.bundle import make_bundle, read_config, write_config
-from oci_runtimes import (RUNTIMES, Result, make_runtime, runtime_binary,
+from oci_runtimes import (RUNTIMES, Result, exec_completed, make_runtime, runtime_binary,
                           unique_cgroups_path, unique_id)
 
 # Bit numbers from linux/capability.h, written out here rather than taken from berth's tables.
@@ -113,7 +113,7 @@ class Probes:
             self.runs[key] = ProbeRun(runtime, variant, cgroups_path, result,
                                       probe.parse_sections(result.stdout))
         run = self.runs[key]
-        if run.result.returncode != 0 or "end" not in run.sections:
+        if "end" not in run.sections or not exec_completed(run.result, variant == "exec"):
             pytest.fail(f"{runtime} ({variant}): the probe did not run to its end\n"
                         f"{run.result.describe()}", pytrace=False)
         return run
