@@ -463,3 +463,22 @@ def test_pack_is_deterministic_and_round_trips(layers: Path) -> None:
     assert listing(layers / "copy") == listing(layers / "src")
     with tarfile.open(layers / "a.tar") as t:
         assert all(m.uname == "" and m.gname == "" for m in t.getmembers())
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "pax"])
+def test_sparse_files_from_gnu_tar(berth_env: BerthEnv, layers: Path, fmt: str) -> None:
+    src = berth_env.tmp / "sparse-src"
+    src.mkdir()
+    with open(src / "holey", "wb") as fh:
+        fh.seek(5 << 20)
+        fh.write(b"end")
+        fh.seek(1 << 20)
+        fh.write(b"middle")
+    (src / "after").write_bytes(b"after")
+    tar = berth_env.tmp / f"sparse-{fmt}.tar"
+    subprocess.run(["tar", "-S", f"--format={fmt}", "-C", str(src), "-cf", str(tar), "."],
+                   check=True)
+    info = unpack(tar, layers / "s")
+    assert (layers / "s/holey").read_bytes() == (src / "holey").read_bytes()
+    assert (layers / "s/after").read_bytes() == b"after"
+    assert info.diff_id == sha256_of(tar.read_bytes())

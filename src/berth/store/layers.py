@@ -203,86 +203,111 @@ class _Prefixed:
 
 
 class _GzipReader:
-    """Streaming gzip (multi-member) decompressor; zlib releases the GIL."""
+    """Streaming gzip decompressor: several members, zero padding after the last, output
+    bounded per call (no memory blow-up from a small bomb). zlib releases the GIL."""
 
     def __init__(self, raw: Any) -> None:
         self._raw = raw
         self._d = zlib.decompressobj(wbits=31)
-        self._buf = b""
-        self._eof = False
+        self._started = False  # the current member has had input
+        self._in = b""  # compressed bytes not yet given to zlib
 
     def read(self, n: int = -1) -> bytes:
-        want = n if n >= 0 else 1 << 62
-        while len(self._buf) < want and not self._eof:
-            if self._d.eof:
-                rest = self._d.unused_data
+        limit = n if n > 0 else _CHUNK * 4
+        while True:
+            if not self._in:
+                self._in = self._raw.read(_CHUNK)
+                if not self._in:
+                    if self._started and not self._d.eof:
+                        raise ImageFormatError("gzip stream is truncated")
+                    return b""
+            if self._d.eof:  # a member ended: padding, or another member
+                if not self._in.strip(b"\0"):
+                    self._in = b""
+                    continue
                 self._d = zlib.decompressobj(wbits=31)
-                if not rest:
-                    rest = self._raw.read(_CHUNK)
-                    if not rest:
-                        self._eof = True
-                        break
-                    if not rest.strip(b"\0"):  # zero padding after the last member
-                        continue
-                self._buf += self._d.decompress(rest)
-                continue
-            data = self._d.unconsumed_tail or self._raw.read(_CHUNK)
-            if not data:
-                raise ImageFormatError("gzip stream is truncated")
-            self._buf += self._d.decompress(data, _CHUNK * 4)
-        if n < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
-        return out
+                self._started = False
+            self._started = True
+            out = self._d.decompress(self._in, limit)
+            self._in = self._d.unused_data if self._d.eof else self._d.unconsumed_tail
+            if out:
+                return out
 
 
-class _HashingReader:
-    """Hashes (and counts) everything read through it: the diff_id. Keeps the last few chunks
-    so the bytes where the tar reader stopped can be checked."""
+class _LayerReader:
+    """The uncompressed layer as tarfile reads it: hashed as it passes (the diff_id), buffered,
+    and seekable forward only, so tarfile reads the stream directly instead of through its own
+    `_Stream` (which re-slices its whole buffer on every 512-byte read)."""
 
     def __init__(self, raw: Any) -> None:
         self._raw = raw
         self.hasher = Hasher()
-        self._window: list[tuple[int, bytes]] = []
+        self._buf = b""
+        self._off = 0  # read position inside _buf
+        self._base = 0  # stream offset of _buf[0]
 
-    def read(self, n: int = -1) -> bytes:
-        data: bytes = self._raw.read(n)
-        if data:
-            self._window.append((self.hasher.size, data))
-            if len(self._window) > 4:
-                del self._window[0]
+    def _fill(self) -> bool:
+        data: bytes = self._raw.read(_CHUNK)
+        if not data:
+            return False
         self.hasher.update(data)
-        return data
+        self._base += self._off
+        self._buf = self._buf[self._off:] + data if self._off < len(self._buf) else data
+        self._off = 0
+        return True
 
-    def since(self, offset: int) -> bytes | None:
-        """The bytes already read from `offset` on, or None if they are no longer kept."""
-        if not self._window:
-            return b"" if offset >= self.hasher.size else None
-        first = self._window[0][0]
-        if offset < first:
-            return None
-        return b"".join(d for _, d in self._window)[offset - first:]
+    def tell(self) -> int:
+        return self._base + self._off
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == 1:
+            pos += self.tell()
+        elif whence != 0:
+            raise OSError("a layer stream cannot seek from its end")
+        if pos < self._base:
+            raise OSError(f"a layer stream cannot seek back to {pos}")
+        while pos > self._base + len(self._buf):
+            self._base += len(self._buf)
+            self._buf, self._off = b"", 0
+            if not self._fill():
+                self._off = len(self._buf)
+                return self.tell()
+        self._off = pos - self._base
+        return pos
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            while self._fill():
+                pass
+            out = self._buf[self._off:]
+            self._off = len(self._buf)
+            return out
+        while len(self._buf) - self._off < n and self._fill():
+            pass
+        out = self._buf[self._off:self._off + n]
+        self._off += len(out)
+        return out
 
     def check_end(self, offset: int, label: str) -> None:
         """Python's tarfile ends quietly at a bad or partial header after the first; refuse
         that, as Go's archive/tar does: what follows the last member is a zero block or EOF."""
-        block = self.since(offset)
-        if block is None:
+        if offset < self._base:
             return
-        while len(block) < 512:
-            more = self.read(_CHUNK)
-            if not more:
-                break
-            block += more
-        block = block[:512]
+        self._off = offset - self._base
+        block = self.read(512)
         if block.strip(b"\0"):
             raise ImageFormatError(f"layer {label}: invalid or truncated tar header at offset "
                                    f"{offset}")
 
     def drain(self) -> None:
-        while self.read(_CHUNK):
-            pass
+        """Read (and hash) to the end: the diff_id covers the whole stream, padding included."""
+        self._buf, self._off = b"", 0
+        while self._fill():
+            self._base += len(self._buf)
+            self._buf = b""
 
 
 def _decompressed(raw: IO[bytes]) -> Any:
@@ -433,9 +458,12 @@ class _Extractor:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
                          os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "wb") as out:
-                src = tar.extractfile(m)
-                assert src is not None
-                shutil.copyfileobj(src, out, _CHUNK)
+                if m.sparse is not None:
+                    src = tar.extractfile(m)
+                    assert src is not None
+                    shutil.copyfileobj(src, out, _CHUNK)
+                else:
+                    self.copy_data(tar, m, out)
             st = os.lstat(path)
             self.sizes[rel] = ((st.st_dev, st.st_ino), m.size)
         elif m.issym():
@@ -470,6 +498,18 @@ class _Extractor:
             raise ImageFormatError(f"layer {self.layer}: entry {entry!r} has unsupported "
                                    f"type {m.type!r}")
         self.set_meta(m, rel, path)
+
+    def copy_data(self, tar: tarfile.TarFile, m: tarfile.TarInfo, out: BinaryIO) -> None:
+        src = tar.fileobj
+        assert src is not None
+        src.seek(m.offset_data)
+        left = m.size
+        while left:
+            buf = src.read(min(left, _CHUNK))
+            if not buf:
+                raise tarfile.ReadError(f"unexpected end of data in {m.name!r}")
+            out.write(buf)
+            left -= len(buf)
 
     def set_meta(self, m: tarfile.TarInfo, rel: str, path: str) -> None:
         os.lchown(path, m.uid, m.gid)
@@ -533,10 +573,10 @@ def _unpack(raw: IO[bytes], dest: Path, want: Digest | None, label: str) -> Laye
     try:
         os.chmod(tmp, 0o755)
         try:
-            reader = _HashingReader(_decompressed(raw))
+            reader = _LayerReader(_decompressed(raw))
             ex = _Extractor(tmp, label)
-            with tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK,  # type: ignore[call-overload]
-                              errors="surrogateescape", tarinfo=_BoundedTarInfo) as tar:
+            with tarfile.TarFile(fileobj=reader, mode="r",  # type: ignore[arg-type]
+                                 errors="surrogateescape", tarinfo=_BoundedTarInfo) as tar:
                 for m in tar:
                     ex.extract(tar, m)
                 reader.check_end(tar.offset, label)
