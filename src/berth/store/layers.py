@@ -619,6 +619,9 @@ class _HashingWriter:
         self.hasher.update(data)
         return self._raw.write(data)
 
+    def tell(self) -> int:
+        return self.hasher.size
+
 
 def _xattrs(path: str) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
@@ -677,8 +680,8 @@ def _write_tree(src: Path, out: Path, *, whiteouts: bool) -> PackedLayer:
     try:
         with os.fdopen(fd, "wb") as f:
             hw = _HashingWriter(f)
-            with tarfile.open(fileobj=hw, mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
-                              bufsize=_CHUNK, errors="surrogateescape") as tar:
+            with tarfile.TarFile(fileobj=hw, mode="w",  # type: ignore[arg-type]
+                                 format=tarfile.PAX_FORMAT, errors="surrogateescape") as tar:
                 for rel, path, st in _walk(top):
                     mode = st.st_mode
                     parent, _, base = rel.rpartition("/")
