@@ -54,12 +54,6 @@ def _slow_fork(rt: OCIRuntime, tmp: Path) -> OCIRuntime:
 def test_exec_status_when_the_process_runs_ahead_of_the_runtime(
         oci_runtime: OCIRuntime, running: str, tmp_path: Path,
         request: pytest.FixtureRequest) -> None:
-    if oci_runtime.name == "berth-runtime":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "berth bug: Runtime.exec returns on the target's 'ready' message even when the "
-            "intermediate's 'pid' message has not arrived yet (both write to one socket), so "
-            "exec_cli waits for pid 0, loses the status (255) and would forward signals to "
-            "kill(0, sig), the caller's process group")))
     slow = _slow_fork(oci_runtime, tmp_path)
     res = slow.exec(running, "sh", "-c", "exit 7", timeout=60)
     assert res.returncode == 7, res.describe()

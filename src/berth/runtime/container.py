@@ -215,7 +215,10 @@ class Runtime:
             os.close(fifo_fd)
             child.close()
             try:
-                while True:
+                # The intermediate's "pid" and the init's messages share the socket and may
+                # arrive in either order: the hooks (which get the pid) and the end wait for it.
+                hooks_asked = ready = False
+                while not (ready and init_pid):
                     msg = recv(parent)
                     if msg is None:
                         raise RuntimeFailure(f"container {state.id}: init exited during creation")
@@ -230,12 +233,16 @@ class Runtime:
                         init_pid = msg["pid"]
                         state.pid = init_pid
                     elif t == "hooks":
+                        hooks_asked = True
+                    elif t == "ready":
+                        ready = True
+                    if hooks_asked and init_pid:
+                        hooks_asked = False
                         st = state.oci(Status.CREATING)
                         _run_hooks("prestart", spec, st)
                         _run_hooks("createRuntime", spec, st)
                         send(parent, t="ok")
-                    elif t == "ready":
-                        return init_pid
+                return init_pid
             except BaseException:
                 if init_pid:
                     _kill_quiet(init_pid, SIGKILL)
@@ -539,8 +546,11 @@ class Runtime:
                     st.pid))
             child.close()
             target = 0
+            ready = False
             try:
-                while True:
+                # "pid" (from the joining child) and "ready" (from the process itself) come
+                # in either order; the caller needs both.
+                while not (ready and target):
                     msg = recv(parent)
                     if msg is None:
                         raise RuntimeFailure(f"exec in {cid}: the process exited before it started")
@@ -549,7 +559,8 @@ class Runtime:
                     elif msg["t"] == "pid":
                         target = msg["pid"]
                     elif msg["t"] == "ready":
-                        return target
+                        ready = True
+                return target
             finally:
                 os.waitpid(pid, 0)
         finally:
