@@ -13,7 +13,9 @@ from berth.errors import ImageFormatError, NotFound
 from berth.oci.digest import Digest, sha256_of
 from berth.store.blobs import BlobNotFound, BlobStore, DigestMismatch, SizeMismatch
 
-from conftest import BerthEnv
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `conftest` names two modules here (tests/ and tests/conformance/)
+    from conftest import BerthEnv
 
 
 @pytest.fixture

@@ -25,7 +25,9 @@ from berth.store.layers import (
     OPAQUE_XATTR, LayerExists, UnsafePath, diff, pack, unpack,
 )
 
-from conftest import BerthEnv
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `conftest` names two modules here (tests/ and tests/conformance/)
+    from conftest import BerthEnv
 
 # --- building layers -------------------------------------------------------------------------
 
