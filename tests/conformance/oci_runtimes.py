@@ -6,7 +6,6 @@
     make_runtime(name, root)  an OCIRuntime, or skip (runc missing) / fail (berth-runtime
                         missing: it is what the suite tests)
     runtime_binary(name)  the binary of a runtime, or None when not installed
-    exec_completed(res, completed)  an exec'd process ran to its end (status 0)
 
 Every container a test makes gets a unique id (`unique_id`) and, when the test sets one, a unique
 absolute linux.cgroupsPath (`unique_cgroups_path`), so that what a runtime leaves behind names
@@ -117,13 +116,6 @@ class OCIRuntime:
         for entry in sorted(os.listdir(self.root)):
             if not entry.startswith("."):
                 self.delete(entry)
-
-
-def exec_completed(res: Result, completed: bool) -> bool:
-    """True when an exec'd (or run) process ran to its end with status 0. (`completed` is kept
-    for the callers; berth once lost an exec's status in a race, fixed, see
-    test_exec_status.py.)"""
-    return res.returncode == 0
 
 
 def make_runtime(name: str, root: Path) -> OCIRuntime:

@@ -1,7 +1,8 @@
 """`exec` in a running container returns the exit status of the process it started, as runc does:
 its code, or 128+N when signal N killed it. Also when the scheduler runs the new process ahead of
 the runtime's own helper processes (forced here with strace delaying the return of every fork in
-the parent, so the child always gets there first).
+the parent, so the child always gets there first). berth-runtime once returned 255 then: it
+stopped reading at the process's "ready" before its parent's "pid" had come (fixed in 266d4b3).
 """
 
 from __future__ import annotations
@@ -52,8 +53,7 @@ def _slow_fork(rt: OCIRuntime, tmp: Path) -> OCIRuntime:
 
 
 def test_exec_status_when_the_process_runs_ahead_of_the_runtime(
-        oci_runtime: OCIRuntime, running: str, tmp_path: Path,
-        request: pytest.FixtureRequest) -> None:
+        oci_runtime: OCIRuntime, running: str, tmp_path: Path) -> None:
     slow = _slow_fork(oci_runtime, tmp_path)
     res = slow.exec(running, "sh", "-c", "exit 7", timeout=60)
     assert res.returncode == 7, res.describe()

@@ -33,7 +33,7 @@ CGROUP_TOKEN = "<cgroupsPath>"
 PROBE_SCRIPT = r"""
 s() { echo "@@@ $1"; }
 s status
-grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status
+grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/self/status
 s status_pid1
 grep -E '^(Uid|Gid|Groups|SigBlk|SigIgn|NoNewPrivs|Seccomp):' /proc/1/status
 s id
