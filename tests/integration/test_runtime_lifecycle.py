@@ -10,53 +10,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-
-class RT:
-    """berth-runtime with a --root of the test's own."""
-
-    def __init__(self, exe: Path, root: Path) -> None:
-        self.exe = exe
-        self.root = root
-
-    def __call__(self, *args: str, check: bool = True,
-                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        # Files, not pipes: a created container inherits the caller's stdio (as with runc),
-        # so a pipe would stay open until the container exits.
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            code = subprocess.run([str(self.exe), "--root", str(self.root), *args],
-                                  stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                  timeout=timeout).returncode
-            out.seek(0)
-            err.seek(0)
-            proc = subprocess.CompletedProcess(args, code, out.read(), err.read())
-        if check and proc.returncode != 0:
-            raise AssertionError(f"berth-runtime {' '.join(args)} -> {proc.returncode}\n"
-                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
-        return proc
-
-    def status(self, cid: str) -> str:
-        return json.loads(self("state", cid).stdout)["status"]
-
-    def wait_status(self, cid: str, want: str, timeout: float = 5) -> None:
-        deadline = time.monotonic() + timeout
-        while self.status(cid) != want:
-            assert time.monotonic() < deadline, f"{cid} never became {want}"
-            time.sleep(0.02)
-
-
-@pytest.fixture
-def rt(berth_env, berth_runtime) -> RT:
-    runner = RT(berth_runtime, berth_env.run / "runtime")
-    yield runner
-    # A failed assertion must not leave a container behind.
-    for name in (os.listdir(runner.root) if runner.root.exists() else []):
-        runner("delete", "--force", name, check=False)
+from helpers.runtime import rt  # noqa: F401 - the fixture
 
 
 def test_lifecycle_states_and_cleanup(rt, bundle, berth_env):
