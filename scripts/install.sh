@@ -25,7 +25,9 @@ fi
 
 packages=(python3 python3-venv busybox-static libseccomp2 e2fsprogs ca-certificates)
 if [ "$mode" = --test ]; then
-  packages+=(runc crun iproute2 procps util-linux tar)
+  # gcc and libc6-dev build the static helper of the CVE-2019-5736 attack test; strace delays
+  # forks in the exec-status race test.
+  packages+=(runc crun iproute2 procps util-linux tar gcc libc6-dev strace)
 fi
 
 # apt-get update only when something is missing: a second run stays quick and offline.

@@ -341,6 +341,7 @@ class Runtime:
             process.send_fd(console, console_fd, master)
             os.close(master)
         os.chdir(proc.cwd)
+        process.check_cwd_inside(proc.cwd)
         env = process.process_env(proc)
         env.setdefault("HOME", process.home_of(proc.user.uid))
         program = process.find_program(proc.args[0], env)
@@ -608,6 +609,7 @@ class Runtime:
             os.chdir(proc.cwd)
         except OSError as e:
             raise InvalidArgument(f"exec: working directory {proc.cwd}: {e.strerror}") from e
+        process.check_cwd_inside(proc.cwd, "--cwd")
         env = process.process_env(proc)
         env.setdefault("HOME", process.home_of(proc.user.uid))
         program = process.find_program(proc.args[0], env)

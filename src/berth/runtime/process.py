@@ -191,6 +191,17 @@ def write_id_maps(pid: int, uid_maps: tuple[IdMapping, ...], gid_maps: tuple[IdM
         raise InvalidConfig("linux.uidMappings", f"the kernel refused the mapping: {e.strerror}") from e
 
 
+def check_cwd_inside(cwd: str, field: str = "process.cwd") -> None:
+    """After chdir into the container: the working directory must be inside its root (a cwd
+    through /proc/self/fd/N could name a host directory: CVE-2024-21626)."""
+    try:
+        real = os.getcwd()
+    except FileNotFoundError:  # not reachable from our root at all
+        real = ""
+    if not real.startswith("/"):
+        raise InvalidConfig(field, f"{cwd!r} leads outside the container")
+
+
 def write_time_offsets(offsets: dict[str, tuple[int, int]]) -> None:
     """Clock offsets of the time namespace we just made (before any process is in it)."""
     text = "".join(f"{clock} {secs} {nsecs}\n" for clock, (secs, nsecs) in offsets.items())
@@ -388,7 +399,5 @@ def finalize_and_exec(fin: Final) -> None:
         except OSError:
             pass
     _sys.close_range_cloexec(3 + fin.preserve_fds)
-    cwd = os.getcwd()
-    if not cwd.startswith("/"):
-        raise RuntimeFailure(f"working directory {cwd!r} is outside the container")
+    check_cwd_inside(proc.cwd)
     os.execve(fin.program, list(proc.args), fin.env)
