@@ -20,7 +20,6 @@ caller sees the same typed error whether it failed before or after the fork.
 
 from __future__ import annotations
 
-import errno
 import _signal
 import _socket
 import fcntl

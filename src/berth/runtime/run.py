@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import _signal
 import os
-import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
