@@ -71,7 +71,7 @@ class CreateOptions:
         self.console_fd = console_fd
 
 
-def _cgroup_view(mgr: Any) -> rootfs.CgroupView:
+def _cgroup_view() -> rootfs.CgroupView:
     """Per-hierarchy view of our own cgroup, read in the intermediate child after it joined."""
     paths: dict[str, str] = {}
     with open("/proc/self/cgroup") as f:
@@ -272,7 +272,7 @@ class Runtime:
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
         # Join before the new cgroup and user namespaces: both would hide the host's tree.
         mgr.join_self()
-        view = _cgroup_view(mgr)
+        view = _cgroup_view()
         lx = spec.linux
         userns = lx.namespace("user") is not None
         if "user" in ns_fds:
@@ -302,7 +302,7 @@ class Runtime:
         """The init when there is no user namespace: already PID 1 of its pid namespace."""
         _sys.prctl(_sys.PR_SET_DUMPABLE, 0)
         mgr.join_self()  # before the cgroup namespace, which would hide the host's tree
-        view = _cgroup_view(mgr)
+        view = _cgroup_view()
         _enter_namespaces(spec.linux, ns_fds, with_pid=False)
         self._init(spec, caps, seccomp_spec, sock, fifo_fd, console, console_fd, bundle, view,
                    False, cid, preserve_fds)
