@@ -9,7 +9,8 @@ Schema (version in `schema_version`, raised by MIGRATIONS, each applied once, in
     blobs        digest PK, size, media_type
     layers       chain_id PK, diff_id, parent -> layers, blob_digest -> blobs (nullable),
                  unpacked_size, refcount >= 0
-    images       id PK (config digest), created, size, parent, manifest_digest, added_ns
+    images       id PK (config digest), created, size, parent, manifest_digest, added_ns,
+                 last_tag_ns (v2)
     tags         reference PK -> images.id (cascade)
     image_layers (image_id, position) PK -> images (cascade), chain_id -> layers
     events       id autoincrement, time_ns, type, action, actor_id, attributes (JSON);
@@ -95,7 +96,12 @@ CREATE INDEX events_time ON events(time_ns);
 
 # version -> the statements that bring the schema from version-1 to version. Append only; split
 # on ';' (so no semicolons inside literals or triggers).
-MIGRATIONS: dict[int, str] = {1: _V1}
+# v2: when a tag was last added to an image (docker's Metadata.LastTagTime); 0 = never
+_V2 = """
+ALTER TABLE images ADD COLUMN last_tag_ns INTEGER NOT NULL DEFAULT 0
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
