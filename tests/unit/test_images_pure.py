@@ -178,7 +178,8 @@ def test_tag_moves_and_untag(store: ImageStore) -> None:
 def test_layer_count_must_match_config(store: ImageStore) -> None:
     with pytest.raises(ImageFormatError, match="lists 0 layers"):
         from berth.image.images import LayerSource
-        store.add_image(config(1), [LayerSource("sha256:" + "1" * 64, lambda: None)])  # type: ignore
+        src = LayerSource("sha256:" + "1" * 64, lambda: None)  # type: ignore[arg-type]
+        store.add_image(config(1), [src])
     assert store.list() == []
 
 
