@@ -189,3 +189,15 @@ def test_remove_layerless(store: ImageStore) -> None:
     assert store.remove("y") == [("Untagged", "y:latest"), ("Deleted", img.id)]
     assert store.list(all=True) == []
     assert not store.blobs.exists(img.id)
+
+
+def test_repo_digests_and_digest_references(store: ImageStore) -> None:
+    manifest = "sha256:" + "7" * 64
+    img = store.add_image(config(1), [], tags=["busybox", "quay.io/x/y:2"],
+                          manifest_digest=manifest)
+    assert img.repo_digests == (f"busybox@{manifest}", f"quay.io/x/y@{manifest}")
+    assert store.resolve(f"busybox@{manifest}") == img.id
+    with pytest.raises(NoSuchImage):
+        store.resolve(f"alpine@{manifest}")
+    assert store.inspect(img)["RepoDigests"] == list(img.repo_digests)
+    assert [i.id for i in store.list()] == [img.id]

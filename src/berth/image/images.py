@@ -306,7 +306,8 @@ class ImageStore:
                     done[chain] = _Unpacked(int(have[chain]), None)
                 else:
                     done[chain] = self._unpack_layer(chain, src)
-            self.blobs.put(config_bytes, image_id)
+            if not self.blobs.exists(image_id):
+                self.blobs.put(config_bytes, image_id)
             now = time.time_ns()
             with self.db.transaction() as tx:
                 new = tx.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() \
@@ -461,20 +462,23 @@ class ImageStore:
         return image if isinstance(image, Image) else self.get(image)
 
     def _load(self, ids: Sequence[str] | None = None) -> builtins.list[Image]:
+        where, params = "", ()
+        if ids is not None:  # one image (get) must not cost a scan of all of them
+            where, params = f" WHERE {{col}} IN ({','.join('?' * len(ids))})", tuple(ids)
         rows = self.db.read("SELECT id, created, size, manifest_digest, added_ns, last_tag_ns "
-                            "FROM images ORDER BY added_ns DESC, id")
+                            "FROM images" + where.format(col="id") + " ORDER BY added_ns DESC, id",
+                            params)
         tags: dict[str, builtins.list[str]] = {}
-        for reference, image_id in self.db.read("SELECT reference, image_id FROM tags"):
+        for reference, image_id in self.db.read(
+                "SELECT reference, image_id FROM tags" + where.format(col="image_id"), params):
             tags.setdefault(image_id, []).append(reference)
         layers: dict[str, builtins.list[str]] = {}
         for image_id, chain in self.db.read(
-                "SELECT image_id, chain_id FROM image_layers ORDER BY image_id, position"):
+                "SELECT image_id, chain_id FROM image_layers" + where.format(col="image_id")
+                + " ORDER BY image_id, position", params):
             layers.setdefault(image_id, []).append(chain)
-        wanted = None if ids is None else set(ids)
         out = []
         for image_id, created, size, mdigest, added_ns, last_tag_ns in rows:
-            if wanted is not None and image_id not in wanted:
-                continue
             full = sorted(tags.get(image_id, ()))
             parsed = [refs.parse(r) for r in full]
             digests = sorted({f"{p.familiar_repository}@{mdigest}" for p in parsed}) \
