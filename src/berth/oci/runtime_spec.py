@@ -32,49 +32,10 @@ HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", 
 
 
 
-# -- small typed readers: each names the field it reads --------------------------------------
-
-def _obj(v: Any, f: str) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise InvalidConfig(f, f"must be an object, not {type(v).__name__}")
-    return v
-
-
-def _str(v: Any, f: str, *, empty: bool = True) -> str:
-    if not isinstance(v, str):
-        raise InvalidConfig(f, f"must be a string, not {type(v).__name__}")
-    if not empty and not v:
-        raise InvalidConfig(f, "must not be empty")
-    return v
-
-
-def _int(v: Any, f: str, lo: int | None = None, hi: int | None = None) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise InvalidConfig(f, f"must be an integer, not {type(v).__name__}")
-    if lo is not None and v < lo:
-        raise InvalidConfig(f, f"must be >= {lo}, got {v}")
-    if hi is not None and v > hi:
-        raise InvalidConfig(f, f"must be <= {hi}, got {v}")
-    return v
-
-
-def _bool(v: Any, f: str) -> bool:
-    if not isinstance(v, bool):
-        raise InvalidConfig(f, f"must be true or false, not {v!r}")
-    return v
-
-
-def _strs(v: Any, f: str) -> tuple[str, ...]:
-    if not isinstance(v, list):
-        raise InvalidConfig(f, f"must be an array of strings, not {type(v).__name__}")
-    return tuple(_str(x, f"{f}[{i}]") for i, x in enumerate(v))
-
-
-def _abs(v: Any, f: str) -> str:
-    s = _str(v, f, empty=False)
-    if not s.startswith("/"):
-        raise InvalidConfig(f, f"must be an absolute path, got {s!r}")
-    return s
+# Typed readers, each naming the field it reads (shared with cgroups/resources.py).
+from berth.oci.fields import (read_abs as _abs, read_bool as _bool,  # noqa: E402
+                              read_int as _int, read_list as _list, read_obj as _obj,
+                              read_str as _str, read_strs as _strs)
 
 
 # -- the model -------------------------------------------------------------------------------
@@ -247,12 +208,6 @@ def parse_spec(raw: Any) -> Spec:
     return Spec(oci_version=version, root_path=root_path, root_readonly=readonly,
                 process=process, hostname=hostname, domainname=domainname, mounts=mounts,
                 hooks=hooks, linux=linux, annotations=annotations)
-
-
-def _list(v: Any, f: str) -> list[Any]:
-    if not isinstance(v, list):
-        raise InvalidConfig(f, f"must be an array, not {type(v).__name__}")
-    return v
 
 
 def parse_process(raw: Any, f: str = "process") -> Process:

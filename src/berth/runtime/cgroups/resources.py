@@ -146,26 +146,8 @@ class Resources(namedtuple("Resources", "memory cpu pids_limit block_io hugepage
 
 # -- small typed readers: each names the field it reads --------------------------------------
 
-def _obj(v: Any, f: str) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise InvalidConfig(f, f"must be an object, not {type(v).__name__}")
-    return v
-
-
-def _list(v: Any, f: str) -> list[Any]:
-    if not isinstance(v, list):
-        raise InvalidConfig(f, f"must be an array, not {type(v).__name__}")
-    return v
-
-
-def _int(v: Any, f: str, lo: int | None = None, hi: int | None = None) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise InvalidConfig(f, f"must be an integer, not {type(v).__name__}")
-    if lo is not None and v < lo:
-        raise InvalidConfig(f, f"must be >= {lo}, got {v}")
-    if hi is not None and v > hi:
-        raise InvalidConfig(f, f"must be <= {hi}, got {v}")
-    return v
+from berth.oci.fields import (read_bool as _bool, read_int as _int,  # noqa: E402
+                              read_list as _list, read_obj as _obj, read_str as _str)
 
 
 def _opt_int(d: dict[str, Any], key: str, f: str, lo: int | None = None,
@@ -179,18 +161,6 @@ def _limit(d: dict[str, Any], key: str, f: str) -> int:
     v = _opt_int(d, key, f)
     if v < -1:
         raise InvalidConfig(f"{f}.{key}", f"must be -1 (unlimited), 0 (unset) or positive, got {v}")
-    return v
-
-
-def _str(v: Any, f: str) -> str:
-    if not isinstance(v, str):
-        raise InvalidConfig(f, f"must be a string, not {type(v).__name__}")
-    return v
-
-
-def _bool(v: Any, f: str) -> bool:
-    if not isinstance(v, bool):
-        raise InvalidConfig(f, f"must be true or false, not {v!r}")
     return v
 
 
