@@ -15,6 +15,7 @@ import pytest
 
 from berth.errors import ImageFormatError
 from berth.oci import image_spec as spec
+from helpers.schemas import validator
 from berth.oci.docker import name_from_annotations, parse_manifest_json
 
 FIXTURES = Path("/work/shared/fixtures")
@@ -323,27 +324,7 @@ def test_config_nulls_as_docker_writes_them() -> None:
 
 # -- what berth writes validates against the image-spec's schemas (/work/shared/spec) ---------
 
-SCHEMAS = Path("/work/shared/spec/image-spec-schema")
-
-
-def _validator(schema_file: str) -> Any:
-    jsonschema = pytest.importorskip("jsonschema")
-    referencing = pytest.importorskip("referencing")
-    from referencing.jsonschema import DRAFT4
-
-    if not SCHEMAS.is_dir():
-        pytest.skip("schemas not present")
-
-    def retrieve(uri: str) -> Any:
-        # the schemas refer to each other by file name relative to nested "id"s: map any URI
-        # to the local file of the same name
-        name = uri.rstrip("/").rsplit("/", 1)[-1].split("#")[0]
-        return DRAFT4.create_resource(json.loads((SCHEMAS / name).read_text()))
-
-    registry = referencing.Registry(retrieve=retrieve)  # type: ignore[call-arg]
-    schema = json.loads((SCHEMAS / schema_file).read_text())
-    return jsonschema.Draft4Validator(schema, registry=registry,
-                                      format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
+_validator = validator
 
 
 def test_written_documents_validate_against_schemas() -> None:

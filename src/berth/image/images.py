@@ -197,7 +197,7 @@ def _parse_tag_target(text: str) -> refs.Reference:
     return ref
 
 
-def _time_ns_rfc3339(ns: int) -> str:
+def rfc3339_nano(ns: int) -> str:
     """Go's RFC3339Nano in UTC (trailing zeros of the fraction trimmed); zero time for 0."""
     if not ns:
         return _ZERO_TIME
@@ -301,11 +301,13 @@ class ImageStore:
                 f"SELECT chain_id, unpacked_size FROM layers WHERE chain_id IN "
                 f"({','.join('?' * len(chains))})", chains) if chains else [])
             done: dict[str, _Unpacked] = {}
+            todo = []
             for chain, src in zip(chains, layers):
                 if chain in have and self.layer_path(chain).is_dir():
                     done[chain] = _Unpacked(int(have[chain]), None)
                 else:
-                    done[chain] = self._unpack_layer(chain, src)
+                    todo.append((chain, src))
+            done.update(self._unpack_all(todo))
             if not self.blobs.exists(image_id):
                 self.blobs.put(config_bytes, image_id)
             now = time.time_ns()
@@ -319,6 +321,21 @@ class ImageStore:
                 for ref in targets:
                     self._set_tag(tx, str(ref), image_id, now)
         return self.get(image_id)
+
+    def _unpack_all(self, todo: Sequence[tuple[str, LayerSource]]) -> dict[str, _Unpacked]:
+        """Unpack missing layers, several at a time: each goes to its own directory, and
+        decompression, hashing and file writes release the GIL."""
+        if len(todo) < 2:
+            return {chain: self._unpack_layer(chain, src) for chain, src in todo}
+        from concurrent.futures import ThreadPoolExecutor
+        workers = min(len(todo), max(2, os.cpu_count() or 1), 4)
+        with ThreadPoolExecutor(workers, thread_name_prefix="unpack") as pool:
+            futures = [(chain, pool.submit(self._unpack_layer, chain, src))
+                       for chain, src in todo]
+            errors = [f.exception() for _, f in futures if f.exception() is not None]
+            if errors:
+                raise errors[0]  # type: ignore[misc]
+            return {chain: f.result() for chain, f in futures}
 
     def _unpack_layer(self, chain: str, src: LayerSource) -> _Unpacked:
         final = self.layer_path(chain)
@@ -562,7 +579,7 @@ class ImageStore:
         out["Size"] = img.size
         out["GraphDriver"] = {"Name": "overlay2", "Data": self._graph_data(img)}
         out["RootFS"] = {"Type": "layers", "Layers": list(cfg.diff_ids)}
-        out["Metadata"] = {"LastTagTime": _time_ns_rfc3339(img.last_tag_ns)}
+        out["Metadata"] = {"LastTagTime": rfc3339_nano(img.last_tag_ns)}
         return out
 
     def _graph_data(self, img: Image) -> dict[str, str]:
