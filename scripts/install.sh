@@ -28,6 +28,8 @@ if [ "$mode" = --test ]; then
   # gcc and libc6-dev build the static helper of the CVE-2019-5736 attack test; strace delays
   # forks in the exec-status race test.
   packages+=(runc crun iproute2 procps util-linux tar gcc libc6-dev strace)
+  # podman, skopeo and umoci read what `berth save` writes (tests/integration/test_interop.py)
+  packages+=(podman skopeo umoci)
 fi
 
 # apt-get update only when something is missing: a second run stays quick and offline.

@@ -332,3 +332,22 @@ def test_prepare_rootfs_mounts_the_image(store: ImageStore, berth_env: BerthEnv)
     finally:
         mnt.unmount(m.target)
     assert not mnt.is_mounted(m.target)
+
+
+def test_two_containers_share_the_image_layers_copy_on_write(store: ImageStore) -> None:
+    img = add(store, [BASE, TOP], tags=["app"])
+    plans = [prepare_rootfs(store, "app", key)[0] for key in ("c1", "c2")]
+    assert plans[0].lowers == plans[1].lowers  # the same layer directories, one copy on disk
+    for m in plans:
+        mnt.mount_all([m])
+    try:
+        one, two = (Path(m.target) for m in plans)
+        (one / "etc/hostname").write_text("one\n")
+        assert (two / "etc/hostname").read_text() == "base\n"
+        assert (Path(plans[0].upper or "") / "etc/hostname").read_text() == "one\n"
+        assert not (Path(plans[1].upper or "") / "etc/hostname").exists()
+        assert (Path(store.layer_dirs(img)[0]) / "etc/hostname").read_text() == "base\n"
+        assert os.stat(one / "bin/tool").st_ino == os.stat(two / "bin/tool").st_ino
+    finally:
+        for m in plans:
+            mnt.unmount(m.target)
