@@ -10,10 +10,30 @@ from __future__ import annotations
 import importlib
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("berth.cli.commands.version", "Show the berth version information"),
+    "image": ("berth.cli.commands.image", "Manage images"),
+    "images": ("berth.cli.commands.image:ls", "List images"),
+    "rmi": ("berth.cli.commands.image:rm", "Remove one or more images"),
+    "tag": ("berth.cli.commands.image:tag", "Create a tag TARGET_IMAGE that refers to "
+            "SOURCE_IMAGE"),
+    "history": ("berth.cli.commands.image:history", "Show the history of an image"),
+    "import": ("berth.cli.commands.image:import", "Import the contents from a tarball to "
+               "create a filesystem image"),
+    "save": ("berth.cli.commands.image:save", "Save one or more images to a tar archive"),
+    "load": ("berth.cli.commands.image:load", "Load an image from a tar archive or STDIN"),
+    "inspect": ("berth.cli.commands.image:inspect", "Return low-level information on "
+                "images"),
+    "system": ("berth.cli.commands.system", "Manage berth"),
 }
+
+# what an error costs: docker's exit status when the engine refused (125)
+EXIT_ENGINE_ERROR = 125
 
 USAGE = """Usage:  berth [OPTIONS] COMMAND
 
@@ -49,9 +69,37 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"berth: '{name}' is not a berth command.\nSee 'berth --help'", file=sys.stderr)
         return 125
-    module = importlib.import_module(COMMANDS[name][0])
-    code: int = module.run(args[1:])
+    target, _, sub = COMMANDS[name][0].partition(":")
+    module = importlib.import_module(target)
+    if sub:  # a top-level alias of a group's subcommand: `berth images` = `berth image ls`
+        code: int = module.dispatch(sub, args[1:], f"berth {name}")
+    else:
+        code = module.run(args[1:])
     return code
+
+
+def guarded(fn: Callable[[], int]) -> int:
+    """Run a command body: `--help` prints usage (0); a BerthError prints "Error: …" (125)."""
+    from berth.cli.args import HelpRequested, UsageError
+    from berth.errors import BerthError
+    try:
+        return fn()
+    except HelpRequested as h:
+        sys.stdout.write(h.text)
+        return 0
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return EXIT_ENGINE_ERROR
+    except BerthError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return EXIT_ENGINE_ERROR
+    except BrokenPipeError:
+        return 141
+    except OSError as e:  # the disk is full, a path is not writable…: said plainly
+        print(f"Error: {e}", file=sys.stderr)
+        return EXIT_ENGINE_ERROR
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
