@@ -3,7 +3,8 @@
 
     python3 bench/run.py [--quick] [--n N] [--only NAME ...] [--out FILE]
 
-Writes bench/results/latest.json, a list of
+Writes bench/results/latest.json (with --only, the file's rows of other scenarios are kept),
+a list of
     {scenario, tool, median_ms, min_ms, max_ms, n, ratio, reference, status, note}
 where ratio = the tool's median / the median of the scenario's reference tool (runc for the
 runtime scenarios), and prints the same as a Markdown table. Default N is 30 timed runs per tool
@@ -97,8 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {name}: {time.monotonic() - t0:.1f} s", file=sys.stderr)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    written = rows
+    if args.only and args.out.exists():  # keep the other scenarios' rows of the file
+        try:
+            kept = [r for r in json.loads(args.out.read_text()) if r.get("scenario") not in names]
+        except (ValueError, AttributeError):
+            kept = []
+        written = kept + rows
     tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(rows, indent=2) + "\n")
+    tmp.write_text(json.dumps(written, indent=2) + "\n")
     os.replace(tmp, args.out)
     print(f"\nbench: {platform.node()}, {os.cpu_count()} cores, kernel {platform.release()}, "
           f"n={n}{' (quick)' if args.quick else ''}; written to {args.out}\n")
