@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 KILLS = int(os.environ.get("BERTH_CRASH_KILLS", "20"))
 
 
-def build_archive(path: Path, layers: int = 6, files: int = 1200) -> None:
+def build_archive(path: Path, layers: int = 6, files: int = 800) -> None:
     rnd = random.Random(7)
     tars = []
     for n in range(layers):
@@ -119,7 +119,10 @@ def test_kill_9_during_load_leaves_no_partial_image(berth_env: BerthEnv) -> None
     (["rmi", "nosuch"], "No such image: nosuch:latest"),
     (["tag", "nosuch", "x:1"], "No such image: nosuch:latest"),
     (["history", "Not::Valid"], "invalid reference format"),
-    (["save", "-o", "/dev/null/x", "nosuch"], "No such image: nosuch:latest"),
+    (["save", "nosuch"], "No such image: nosuch:latest"),
+    (["save", "-o", "/dev/null/x", "nosuch"], "invalid output path"),
+    (["image", "ls", "--filter", "bogus=1"], "invalid filter 'bogus'"),
+    (["images", "--format", "{{.Nope}}"], "can't evaluate field Nope"),
 ])
 def test_bad_names_exit_125_and_create_nothing(berth_env: BerthEnv, args, message) -> None:
     r = berth(*args)

@@ -680,8 +680,10 @@ def _write_tree(src: Path, out: Path, *, whiteouts: bool) -> PackedLayer:
     try:
         with os.fdopen(fd, "wb") as f:
             hw = _HashingWriter(f)
+            # 1 MiB copies: tarfile's default of 16 KiB made pack's writes and hashing the cost
             with tarfile.TarFile(fileobj=hw, mode="w",  # type: ignore[arg-type]
-                                 format=tarfile.PAX_FORMAT, errors="surrogateescape") as tar:
+                                 format=tarfile.PAX_FORMAT, errors="surrogateescape",
+                                 copybufsize=1 << 20) as tar:
                 for rel, path, st in _walk(top):
                     mode = st.st_mode
                     parent, _, base = rel.rpartition("/")

@@ -63,7 +63,7 @@ _LS_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Dige
 
 
 def _created_ts(created: str) -> float:
-    from berth.cli.format import parse_rfc3339
+    from berth.cli.output import parse_rfc3339
     return parse_rfc3339(created) if created else 0.0
 
 
@@ -76,7 +76,7 @@ def _label_match(labels: dict[str, str], want: list[str]) -> bool:
 
 
 def _ls(args: list[str], path: str) -> int:
-    from berth.cli import format as fmt
+    from berth.cli import output as fmt
     cmd = Command(path, "[OPTIONS] [REPOSITORY[:TAG]]", "List images", [
         Flag("all", "a", help="Show all images (default hides intermediate images)"),
         Flag("digests", help="Show digests"),
@@ -152,7 +152,7 @@ def _filter_images(store: Any, images: list[Any], filters: dict[str, list[str]])
 # --- inspect -----------------------------------------------------------------------------------
 
 def _inspect(args: list[str], path: str) -> int:
-    from berth.cli import format as fmt
+    from berth.cli import output as fmt
     cmd = Command(path, "[OPTIONS] IMAGE [IMAGE...]", SUBCOMMANDS["inspect"], [
         Flag("format", "f", "string", help="Format output using a custom template"),
     ], min_args=1)
@@ -209,7 +209,7 @@ _HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREA
 
 
 def _history(args: list[str], path: str) -> int:
-    from berth.cli import format as fmt
+    from berth.cli import output as fmt
     cmd = Command(path, "[OPTIONS] IMAGE", SUBCOMMANDS["history"], [
         Flag("format", value="string", help="Format output using a custom template"),
         Flag("human", "H", default=True, help="Print sizes and dates in human readable format "
