@@ -122,7 +122,7 @@ def test_kill_9_during_load_leaves_no_partial_image(berth_env: BerthEnv) -> None
     (["save", "nosuch"], "No such image: nosuch:latest"),
     (["save", "-o", "/dev/null/x", "nosuch"], "invalid output path"),
     (["image", "ls", "--filter", "bogus=1"], "invalid filter 'bogus'"),
-    (["images", "--format", "{{.Nope}}"], "can't evaluate field Nope"),
+    (["images", "--format", "{{.ID"], "unclosed action"),
 ])
 def test_bad_names_exit_125_and_create_nothing(berth_env: BerthEnv, args, message) -> None:
     r = berth(*args)
