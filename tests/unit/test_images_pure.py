@@ -14,7 +14,7 @@ from berth.image.images import (
     ImageStore,
     NoSuchImage,
     _docker_container_config,
-    _time_ns_rfc3339,
+    rfc3339_nano,
     match_id_prefix,
     plan_removal,
 )
@@ -102,9 +102,9 @@ def test_match_id_prefix() -> None:
 
 
 def test_time_format() -> None:
-    assert _time_ns_rfc3339(0) == "0001-01-01T00:00:00Z"
-    assert _time_ns_rfc3339(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
-    assert _time_ns_rfc3339(1_700_000_000_120_000_000) == "2023-11-14T22:13:20.12Z"
+    assert rfc3339_nano(0) == "0001-01-01T00:00:00Z"
+    assert rfc3339_nano(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
+    assert rfc3339_nano(1_700_000_000_120_000_000) == "2023-11-14T22:13:20.12Z"
 
 
 def test_container_config_shape() -> None:
