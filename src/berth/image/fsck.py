@@ -31,7 +31,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from berth.errors import ImageFormatError, NotFound
+from berth.errors import ImageFormatError, InvalidArgument, NotFound
+from berth.oci import reference as refs
 from berth.oci.digest import Digest
 from berth.oci.image_spec import CONFIG_TYPES
 from berth.store import layers as layerstore
@@ -134,6 +135,9 @@ def _check(store: ImageStore) -> Report:
         if image_id not in images:
             add(Problem("tag_dangling", reference, f"names {image_id}, which does not exist",
                         "remove the tag"))
+    for digest, _size, media in blobs:
+        if media in CONFIG_TYPES and digest not in images:
+            add(Problem("garbage", digest, "the config of no image", "remove it", garbage=True))
     for path in _garbage(store, known_chains, {d for d, *_ in blobs}):
         add(Problem("garbage", str(path), "left by an interrupted add or load, or unrecorded",
                     "remove it", garbage=True))
@@ -182,7 +186,11 @@ def repair(store: ImageStore, report: Report | None = None) -> list[str]:
                         done.append(f"forgot the damaged tar {p.subject}")
                     files.append(store.blobs.path(p.subject))
                 elif p.kind == "tag_dangling":
+                    row = tx.execute("SELECT image_id FROM tags WHERE reference = ?",
+                                     (p.subject,)).fetchone()
                     tx.execute("DELETE FROM tags WHERE reference = ?", (p.subject,))
+                    store.db.record_event("image", "untag", row[0] if row else "",
+                                          {"name": _familiar(p.subject)})
                     done.append(f"removed the dangling tag {p.subject}")
                 elif p.kind == "image_layer_missing":
                     doomed.add(p.subject)
@@ -204,6 +212,11 @@ def repair(store: ImageStore, report: Report | None = None) -> list[str]:
             tx.execute("UPDATE layers SET refcount = (SELECT count(*) FROM image_layers il "
                        "WHERE il.chain_id = layers.chain_id)")
             freed, blobs = store._drop_unreferenced(tx)
+            for (d,) in tx.execute("SELECT digest FROM blobs WHERE media_type IN (?, ?) AND "
+                                   "digest NOT IN (SELECT id FROM images)",
+                                   tuple(CONFIG_TYPES)).fetchall():
+                tx.execute("DELETE FROM blobs WHERE digest = ?", (d,))
+                blobs.append(d)
         store._remove_files(freed, blobs)
         if any(p.kind == "refcount_wrong" for p in rep.damage):
             done.append("recounted layer references")
@@ -239,12 +252,19 @@ def _restore_layer(store: ImageStore, chain: str) -> bool:
         shutil.rmtree(ingest, ignore_errors=True)
 
 
+def _familiar(reference: str) -> str:
+    try:
+        return refs.parse(reference).familiar()
+    except InvalidArgument:
+        return reference
+
+
 def _remove_image(store: ImageStore, image_id: str) -> None:
     with store.db.transaction() as tx:
         for (ref,) in tx.execute("SELECT reference FROM tags WHERE image_id = ?",
                                  (image_id,)).fetchall():
             tx.execute("DELETE FROM tags WHERE reference = ?", (ref,))
-            store.db.record_event("image", "untag", image_id, {"name": ref})
+            store.db.record_event("image", "untag", image_id, {"name": _familiar(ref)})
         tx.execute("DELETE FROM image_layers WHERE image_id = ?", (image_id,))
         tx.execute("DELETE FROM images WHERE id = ?", (image_id,))
         tx.execute("DELETE FROM blobs WHERE digest = ?", (image_id,))
