@@ -125,7 +125,7 @@ class Command:
             if a == "--":
                 args += argv[i + 1:]
                 break
-            if a in ("-h", "--help"):
+            if a == "--help" or (a == "-h" and "h" not in by_short):
                 raise HelpRequested(self.help())
             if a.startswith("--") and len(a) > 2:
                 name, eq, val = a[2:].partition("=")

@@ -30,6 +30,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("berth.cli.commands.image:inspect", "Return low-level information on "
                 "images"),
     "system": ("berth.cli.commands.system", "Manage berth"),
+    "container": ("berth.cli.commands.container", "Manage containers"),
+    "run": ("berth.cli.commands.container:run", "Create and run a new container from an image"),
+    "create": ("berth.cli.commands.container:create", "Create a new container"),
+    "start": ("berth.cli.commands.container:start", "Start one or more stopped containers"),
+    "ps": ("berth.cli.commands.container:ls", "List containers"),
+    "logs": ("berth.cli.commands.container:logs", "Fetch the logs of a container"),
+    "stop": ("berth.cli.commands.container:stop", "Stop one or more running containers"),
+    "kill": ("berth.cli.commands.container:kill", "Kill one or more running containers"),
+    "rm": ("berth.cli.commands.container:rm", "Remove one or more containers"),
+    "wait": ("berth.cli.commands.container:wait", "Block until one or more containers stop, "
+             "then print their exit codes"),
 }
 
 # what an error costs: docker's exit status when the engine refused (125)

@@ -101,7 +101,27 @@ _V2 = """
 ALTER TABLE images ADD COLUMN last_tag_ns INTEGER NOT NULL DEFAULT 0
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
+# v3: containers (the engine's records; the runtime's own state lives under BERTH_RUN)
+_V3 = """
+CREATE TABLE containers (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    image_id    TEXT NOT NULL REFERENCES images(id),
+    image_ref   TEXT NOT NULL DEFAULT '',
+    created_ns  INTEGER NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'created',
+    pid         INTEGER NOT NULL DEFAULT 0,
+    exit_code   INTEGER NOT NULL DEFAULT 0,
+    started_ns  INTEGER NOT NULL DEFAULT 0,
+    finished_ns INTEGER NOT NULL DEFAULT 0,
+    monitor_pid INTEGER NOT NULL DEFAULT 0,
+    auto_remove INTEGER NOT NULL DEFAULT 0,
+    config      TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX containers_image ON containers(image_id)
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

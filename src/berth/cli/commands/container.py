@@ -1,0 +1,471 @@
+"""`berth container …` and the top-level forms (run, create, start, ps, logs, stop, kill, rm,
+wait): docker's grammar and output over engine/containers.py.
+
+`run` removes a container it created but could not start. Without `-d` it follows the container's log (stdout to stdout, stderr to stderr), forwards
+SIGINT/SIGTERM/SIGHUP/SIGQUIT to the container, and exits with the container's code; 125 when
+berth fails, 126 when the command cannot be invoked, 127 when it is not found.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from typing import Any
+
+from berth.cli.args import Command, Flag
+from berth.errors import BerthError, InvalidArgument
+
+SUBCOMMANDS = {
+    "run": "Create and run a new container from an image",
+    "create": "Create a new container",
+    "start": "Start one or more stopped containers",
+    "ls": "List containers",
+    "logs": "Fetch the logs of a container",
+    "stop": "Stop one or more running containers",
+    "kill": "Kill one or more running containers",
+    "rm": "Remove one or more containers",
+    "wait": "Block until one or more containers stop, then print their exit codes",
+    "inspect": "Display detailed information on one or more containers",
+}
+ALIASES = {"ps": "ls", "list": "ls", "remove": "rm"}
+
+_CREATE_FLAGS = [
+    Flag("detach", "d", help="Run container in background and print container ID"),
+    Flag("rm", help="Automatically remove the container when it exits"),
+    Flag("name", value="string", help="Assign a name to the container"),
+    Flag("env", "e", "list", repeat=True, help="Set environment variables"),
+    Flag("env-file", value="list", repeat=True, help="Read in a file of environment variables"),
+    Flag("workdir", "w", "string", help="Working directory inside the container"),
+    Flag("user", "u", "string", help="Username or UID (format: <name|uid>[:<group|gid>])"),
+    Flag("entrypoint", value="string", help="Overwrite the default ENTRYPOINT of the image"),
+    Flag("hostname", "h", "string", help="Container host name"),
+    Flag("label", "l", "list", repeat=True, help="Set meta data on a container"),
+    Flag("volume", "v", "list", repeat=True, help="Bind mount a volume"),
+    Flag("mount", value="mount", repeat=True, help="Attach a filesystem mount to the container"),
+    Flag("tmpfs", value="list", repeat=True, help="Mount a tmpfs directory"),
+    Flag("read-only", help="Mount the container's root filesystem as read only"),
+    Flag("memory", "m", "bytes", help="Memory limit"),
+    Flag("memory-swap", value="bytes", help="Swap limit equal to memory plus swap: '-1' to "
+         "enable unlimited swap"),
+    Flag("cpus", value="decimal", help="Number of CPUs"),
+    Flag("cpu-shares", "c", "int", help="CPU shares (relative weight)"),
+    Flag("cpuset-cpus", value="string", help="CPUs in which to allow execution (0-3, 0,1)"),
+    Flag("pids-limit", value="int", help="Tune container pids limit (set -1 for unlimited)"),
+    Flag("ulimit", value="ulimit", repeat=True, help="Ulimit options"),
+    Flag("cap-add", value="list", repeat=True, help="Add Linux capabilities"),
+    Flag("cap-drop", value="list", repeat=True, help="Drop Linux capabilities"),
+    Flag("privileged", help="Give extended privileges to this container"),
+    Flag("security-opt", value="list", repeat=True, help="Security Options"),
+    Flag("network", value="network", default="none",
+         help="Connect a container to a network: none or host (bridge networks: not yet)"),
+]
+
+
+def _engine() -> Any:
+    from berth.engine.context import engine
+    return engine()
+
+
+def run(args: list[str]) -> int:
+    if not args or args[0] in ("-h", "--help"):
+        width = max(map(len, SUBCOMMANDS))
+        lines = "\n".join(f"  {k.ljust(width)}  {v}" for k, v in SUBCOMMANDS.items())
+        print(f"Usage:  berth container COMMAND\n\nManage containers\n\nCommands:\n{lines}\n\n"
+              "Run 'berth container COMMAND --help' for more information on a command.")
+        return 0 if args else 1
+    name = ALIASES.get(args[0], args[0])
+    if name not in SUBCOMMANDS:
+        print(f"berth: 'container {args[0]}' is not a berth command.\n"
+              "See 'berth container --help'", file=sys.stderr)
+        return 125
+    return dispatch(name, args[1:], f"berth container {name}")
+
+
+def dispatch(name: str, args: list[str], path: str) -> int:
+    from berth.cli.main import guarded
+    return guarded(lambda: _HANDLERS[name](args, path))
+
+
+# --- create / run --------------------------------------------------------------------------------
+
+def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
+    from berth.engine import options as o
+    from berth.engine.spec import CreateOptions
+    env = []
+    for path in opts["env_file"]:
+        try:
+            text = open(path).read()
+        except OSError as e:
+            raise InvalidArgument(f"open {path}: {e.strerror.lower()}") from None
+        env += o.parse_env_file(text, path)
+    env += opts["env"]
+    if opts["network"] not in ("none", "host"):
+        raise InvalidArgument(f"network {opts['network']} not found (berth has none and host "
+                              "so far; bridge networks come later)")
+
+    def num(key: str, flag: str) -> int:
+        if not opts[key]:
+            return 0
+        try:
+            return int(opts[key])
+        except ValueError:
+            raise InvalidArgument(f'invalid argument "{opts[key]}" for "{flag}" flag: '
+                                  "strconv.ParseInt: parsing: invalid syntax") from None
+
+    mounts = [o.parse_volume(v) for v in opts["volume"]]
+    mounts += [o.parse_mount(m) for m in opts["mount"]]
+    mounts += [o.parse_tmpfs(t) for t in opts["tmpfs"]]
+    if any(m.kind == "volume" for m in mounts):
+        raise InvalidArgument("named and anonymous volumes come with the volumes issue; use a "
+                              "bind mount (-v /host/path:/path) or --tmpfs")
+    return CreateOptions(
+        args=rest, entrypoint=opts["entrypoint"] if opts["entrypoint_given"] else None,
+        env=env, workdir=opts["workdir"], user=opts["user"], hostname=opts["hostname"],
+        read_only=opts["read_only"], privileged=opts["privileged"], cap_add=opts["cap_add"],
+        cap_drop=opts["cap_drop"], security_opt=opts["security_opt"], memory=opts["memory"],
+        memory_swap=opts["memory_swap"], cpus=opts["cpus"],
+        cpu_shares=num("cpu_shares", "--cpu-shares"), cpuset_cpus=opts["cpuset_cpus"],
+        pids_limit=num("pids_limit", "--pids-limit"), ulimits=opts["ulimit"],
+        network=opts["network"], mounts=mounts)
+
+
+def _parse_create(args: list[str], path: str, summary: str) -> tuple[dict[str, Any], list[str]]:
+    cmd = Command(path, "[OPTIONS] IMAGE [COMMAND] [ARG...]", summary, _CREATE_FLAGS,
+                  min_args=1, interspersed=False)
+    opts, rest = cmd.parse(args)
+    opts["entrypoint_given"] = any(a == "--entrypoint" or a.startswith("--entrypoint=")
+                                   for a in args[:len(args) - len(rest)])
+    return opts, rest
+
+
+def _create(args: list[str], path: str) -> int:
+    opts, rest = _parse_create(args, path, SUBCOMMANDS["create"])
+    c = _engine().create(rest[0], _create_options(opts, rest[1:]), name=opts["name"],
+                         auto_remove=opts["rm"])
+    print(c.id)
+    return 0
+
+
+def _run(args: list[str], path: str) -> int:
+    from berth.engine.monitor import CommandNotFound, CommandNotInvokable
+    opts, rest = _parse_create(args, path, SUBCOMMANDS["run"])
+    eng = _engine()
+    c = eng.create(rest[0], _create_options(opts, rest[1:]), name=opts["name"],
+                   auto_remove=opts["rm"])
+    # A container this `run` made but could not start is removed again (docker leaves it
+    # behind in the "created" state, where nobody asked for it).
+    try:
+        eng.start(c.id)
+    except (CommandNotFound, CommandNotInvokable) as e:
+        print(f"Error: failed to start container {c.short_id}: {e}", file=sys.stderr)
+        eng.destroy(c.id)
+        return e.exit_code
+    except BaseException:
+        eng.destroy(c.id)
+        raise
+    if opts["detach"]:
+        print(c.id)
+        return 0
+    return _follow_until_exit(eng, c.id)
+
+
+def _follow_until_exit(eng: Any, cid: str) -> int:
+    """Print the container's output as its monitor logs it, forward signals, return its code."""
+    from berth.errors import NoSuchContainer
+
+    def forward(sig: int, _frame: Any) -> None:
+        try:
+            eng.kill(cid, sig)
+        except BerthError:
+            pass
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(s, forward)
+    log = eng.log_path(cid)
+    pos = 0
+    code = None
+    delay = 0.002
+    while True:
+        pos = _copy_log(log, pos)
+        if code is not None:
+            return code
+        try:
+            c = eng.get(cid)
+        except NoSuchContainer:
+            code = eng.removed_exit_code(cid)
+            continue
+        if c.status != "running":
+            code = c.exit_code
+            continue  # one more read: what was logged before the exit
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _copy_log(log: Any, pos: int) -> int:
+    try:
+        f = open(log, "rb")
+    except FileNotFoundError:
+        return pos
+    with f:
+        f.seek(pos)
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    for line in data[:end].splitlines():
+        doc = json.loads(line)
+        out = sys.stdout if doc.get("stream") == "stdout" else sys.stderr
+        out.buffer.write(doc["log"].encode())
+        out.flush()
+    return pos + end
+
+
+# --- start / stop / kill / rm / wait -------------------------------------------------------------
+
+def _each(names: list[str], fn: Any) -> int:
+    failed = False
+    for n in names:
+        try:
+            out = fn(n)
+            if out is not None:
+                print(out)
+        except BerthError as e:
+            print(f"Error: {e}", file=sys.stderr)
+            failed = True
+    return 125 if failed else 0
+
+
+def _start(args: list[str], path: str) -> int:
+    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["start"],
+                  min_args=1)
+    _, names = cmd.parse(args)
+    eng = _engine()
+    return _each(names, lambda n: (eng.start(n), n)[1])
+
+
+def _stop(args: list[str], path: str) -> int:
+    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["stop"], [
+        Flag("time", "t", "int", default="10", help="Seconds to wait before killing it"),
+        Flag("signal", "s", "string", help="Signal to send to the container"),
+    ], min_args=1)
+    opts, names = cmd.parse(args)
+    try:
+        timeout = float(opts["time"])
+    except ValueError:
+        raise InvalidArgument(f'invalid argument "{opts["time"]}" for "-t, --time" flag') \
+            from None
+    sig = _signal(opts["signal"]) if opts["signal"] else signal.SIGTERM
+    eng = _engine()
+    return _each(names, lambda n: (eng.stop(n, timeout, sig), n)[1])
+
+
+def _signal(text: str) -> int:
+    t = text.upper().removeprefix("SIG")
+    if t.isdigit():
+        return int(t)
+    try:
+        return int(signal.Signals["SIG" + t])
+    except KeyError:
+        raise InvalidArgument(f"invalid signal: {text}") from None
+
+
+def _kill(args: list[str], path: str) -> int:
+    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["kill"], [
+        Flag("signal", "s", "string", default="KILL", help="Signal to send to the container"),
+    ], min_args=1)
+    opts, names = cmd.parse(args)
+    sig = _signal(opts["signal"])
+    eng = _engine()
+    return _each(names, lambda n: (eng.kill(n, sig), n)[1])
+
+
+def _rm(args: list[str], path: str) -> int:
+    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["rm"], [
+        Flag("force", "f", help="Force the removal of a running container (uses SIGKILL)"),
+    ], min_args=1)
+    opts, names = cmd.parse(args)
+    eng = _engine()
+    return _each(names, lambda n: (eng.remove(n, force=opts["force"]), n)[1])
+
+
+def _wait(args: list[str], path: str) -> int:
+    cmd = Command(path, "CONTAINER [CONTAINER...]", SUBCOMMANDS["wait"], min_args=1)
+    _, names = cmd.parse(args)
+    eng = _engine()
+    return _each(names, lambda n: eng.wait(n))
+
+
+# --- ps, logs, inspect ---------------------------------------------------------------------------
+
+_PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+               "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
+               "CreatedAt": "CREATED AT", "Labels": "LABELS"}
+
+
+def _status_text(c: Any, now: float) -> str:
+    from berth.cli.output import human_duration
+    if c.status == "running":
+        return "Up " + human_duration(now - c.started_ns / 1e9)
+    if c.status == "exited":
+        return f"Exited ({c.exit_code}) {human_duration(now - c.finished_ns / 1e9)} ago"
+    if c.status == "dead":
+        return "Dead"
+    return "Created"
+
+
+def _ps(args: list[str], path: str) -> int:
+    from berth.cli import output as fmt
+    cmd = Command(path, "[OPTIONS]", SUBCOMMANDS["ls"], [
+        Flag("all", "a", help="Show all containers (default shows just running)"),
+        Flag("filter", "f", "filter", repeat=True, help="Filter output based on conditions "
+             "provided"),
+        Flag("format", value="string", help="Format output using a custom template"),
+        Flag("last", "n", "int", default="-1", help="Show n last created containers"),
+        Flag("latest", "l", help="Show the latest created container"),
+        Flag("no-trunc", help="Don't truncate output"),
+        Flag("quiet", "q", help="Only display container IDs"),
+    ], max_args=0, aliases=("berth container ls", "berth container ps", "berth ps"))
+    opts, _ = cmd.parse(args)
+    filters = fmt.parse_filters(opts["filter"], {"status", "name", "id", "ancestor", "exited"})
+    eng = _engine()
+    try:
+        last = int(opts["last"])
+    except ValueError:
+        raise InvalidArgument(f'invalid argument "{opts["last"]}" for "-n, --last" flag') \
+            from None
+    if opts["latest"]:
+        last = 1
+    show_all = opts["all"] or last > 0 or bool(filters)
+    items = eng.list(all=show_all)
+    for v in filters.get("status", []):
+        if v not in ("created", "restarting", "running", "removing", "paused", "exited",
+                     "dead"):
+            raise InvalidArgument(f"invalid filter 'status={v}'")
+    items = [c for c in items if _matches(c, filters)]
+    if last > 0:
+        items = items[:last]
+    now = time.time()
+    rows = []
+    for c in items:
+        command = " ".join(c.command)
+        rows.append({
+            "ID": c.id if opts["no_trunc"] else c.short_id,
+            "Image": c.image_ref,
+            "Command": json.dumps(command if opts["no_trunc"] else fmt.ellipsis(command, 20)),
+            "RunningFor": fmt.since(c.created_ns / 1e9, now),
+            "CreatedAt": fmt.created_at(c.created_ns / 1e9),
+            "Status": _status_text(c, now), "State": c.status, "Ports": "", "Names": c.name,
+            "Labels": "", "Size": "N/A"})
+    if opts["quiet"]:
+        sys.stdout.write("".join(r["ID"] + "\n" for r in rows))
+        return 0
+    default = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t"
+               "{{.Ports}}\t{{.Names}}")
+    sys.stdout.write(fmt.render(rows, opts["format"] or default, _PS_HEADERS))
+    return 0
+
+
+def _matches(c: Any, filters: dict[str, list[str]]) -> bool:
+    if "status" in filters and c.status not in filters["status"]:
+        return False
+    if "name" in filters and not any(v.removeprefix("/") in c.name for v in filters["name"]):
+        return False
+    if "id" in filters and not any(c.id.startswith(v) for v in filters["id"]):
+        return False
+    if "ancestor" in filters and not any(v in (c.image_ref, c.image_id, c.image_id[7:19])
+                                         for v in filters["ancestor"]):
+        return False
+    if "exited" in filters and not (c.status == "exited" and
+                                    str(c.exit_code) in filters["exited"]):
+        return False
+    return True
+
+
+def _logs(args: list[str], path: str) -> int:
+    cmd = Command(path, "[OPTIONS] CONTAINER", SUBCOMMANDS["logs"], [
+        Flag("follow", "f", help="Follow log output"),
+        Flag("tail", "n", "string", default="all", help="Number of lines to show from the end"),
+        Flag("timestamps", "t", help="Show timestamps"),
+    ], min_args=1, max_args=1)
+    opts, (name,) = cmd.parse(args)
+    eng = _engine()
+    c = eng.get(name)
+    try:
+        lines = eng.log_path(c.id).read_bytes().splitlines()
+    except FileNotFoundError:
+        lines = []
+    if opts["tail"] != "all":
+        try:
+            n = int(opts["tail"])
+        except ValueError:
+            raise InvalidArgument(f"invalid value for \"tail\": {opts['tail']!r}") from None
+        lines = lines[-n:] if n > 0 else []
+    for line in lines:
+        doc = json.loads(line)
+        out = sys.stdout if doc["stream"] == "stdout" else sys.stderr
+        text = (doc["time"] + " " if opts["timestamps"] else "") + doc["log"]
+        out.buffer.write(text.encode())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if opts["follow"] and c.status == "running":
+        pos = eng.log_path(c.id).stat().st_size if eng.log_path(c.id).exists() else 0
+        while True:
+            pos = _copy_log(eng.log_path(c.id), pos)
+            try:
+                if eng.get(c.id).status != "running":
+                    _copy_log(eng.log_path(c.id), pos)
+                    return 0
+            except BerthError:
+                return 0
+            time.sleep(0.05)
+    return 0
+
+
+def _inspect(args: list[str], path: str) -> int:
+    from berth.cli import output as fmt
+    from berth.image.images import rfc3339_nano
+    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["inspect"], [
+        Flag("format", "f", "string", help="Format output using a custom template"),
+    ], min_args=1)
+    opts, names = cmd.parse(args)
+    eng = _engine()
+    docs, errors = [], []
+    for n in names:
+        try:
+            c = eng.get(n)
+        except BerthError as e:
+            errors.append(str(e))
+            continue
+        spec = json.loads((eng.container_dir(c.id) / "config.json").read_text())
+        docs.append({
+            "Id": c.id, "Created": rfc3339_nano(c.created_ns), "Path": c.command[0],
+            "Args": c.command[1:],
+            "State": {"Status": c.status, "Running": c.status == "running", "Paused": False,
+                      "Restarting": False, "OOMKilled": False, "Dead": c.status == "dead",
+                      "Pid": c.pid, "ExitCode": c.exit_code, "Error": "",
+                      "StartedAt": rfc3339_nano(c.started_ns),
+                      "FinishedAt": rfc3339_nano(c.finished_ns)},
+            "Image": c.image_id, "LogPath": str(eng.log_path(c.id)), "Name": "/" + c.name,
+            "Driver": "overlay2",
+            "HostConfig": {"AutoRemove": c.auto_remove,
+                           "Privileged": "CAP_SYS_ADMIN" in spec["process"]["capabilities"][
+                               "bounding"]},
+            "Config": {"Hostname": c.config.get("hostname", ""),
+                       "Env": spec["process"]["env"], "Cmd": c.command,
+                       "Image": c.image_ref, "WorkingDir": spec["process"]["cwd"],
+                       "User": f"{spec['process']['user']['uid']}:"
+                               f"{spec['process']['user']['gid']}"},
+        })
+    if opts["format"]:
+        tpl = fmt.Template(opts["format"])
+        sys.stdout.write("".join(tpl.execute(d) + "\n" for d in docs))
+    else:
+        sys.stdout.write(fmt.json_indent(docs) + "\n")
+    for e in errors:
+        print(f"Error: {e}", file=sys.stderr)
+    return 125 if errors else 0
+
+
+_HANDLERS = {"run": _run, "create": _create, "start": _start, "ls": _ps, "logs": _logs,
+             "stop": _stop, "kill": _kill, "rm": _rm, "wait": _wait, "inspect": _inspect}
+

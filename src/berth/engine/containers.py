@@ -1,0 +1,328 @@
+"""Containers: records in berth.db, a bundle per container, and a monitor per running one.
+
+    Engine(root, run)                            the containers of one BERTH_ROOT / BERTH_RUN
+      create(image, opts, name=, auto_remove=)   record + bundle (config.json, hostname, hosts…)
+      start(ref)                                 fork the container's monitor (engine/monitor.py)
+      get / list / stop / kill / remove / wait / log_path
+
+Layout: `<root>/containers/<id>/` holds config.json (root.path = the snapshot's merged dir),
+`hostname`, `hosts`, `resolv.conf` (bind-mounted, so `diff` and `commit` never see them) and the
+json-file log `<id>-json.log`. The writable layer is the snapshot `<root>/snapshots/<id>/`. The
+monitor mounts the overlay, creates and starts the container with the in-process runtime
+(state under `<run>/runtime`), logs its output, reaps it, records exit code and time, unmounts,
+and removes an `--rm` container. It runs in its own session: the CLI that started it may go.
+
+Raises: NoSuchContainer, Conflict (name in use, wrong state), InvalidArgument, NoSuchImage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from berth.errors import Conflict, InvalidArgument, NoSuchContainer
+from berth.image.images import ImageStore
+
+from .spec import CreateOptions, container_spec
+
+__all__ = ["Container", "Engine"]
+
+_NAME_FIRST = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_REST = _NAME_FIRST | set("_.-")
+_ADJ = ("brave", "calm", "eager", "fond", "keen", "lucid", "merry", "quiet", "sharp", "tender")
+_NOUN = ("hopper", "lovelace", "turing", "ritchie", "thompson", "liskov", "knuth", "curie")
+_COLUMNS = ("id", "name", "image_id", "image_ref", "created_ns", "status", "pid", "exit_code",
+            "started_ns", "finished_ns", "monitor_pid", "auto_remove", "config")
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str
+    image_id: str
+    image_ref: str
+    created_ns: int
+    status: str  # created | running | exited | dead
+    pid: int
+    exit_code: int
+    started_ns: int
+    finished_ns: int
+    monitor_pid: int
+    auto_remove: bool
+    config: dict[str, Any]
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def command(self) -> list[str]:
+        return list(self.config.get("args", []))
+
+
+def check_name(name: str) -> str:
+    n = name.removeprefix("/")
+    if not n or n[0] not in _NAME_FIRST or not set(n) <= _NAME_REST or len(n) < 2:
+        raise InvalidArgument(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] '
+                              "are allowed")
+    return n
+
+
+def _hosts(hostname: str) -> str:
+    return ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+            f"ff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n")
+
+
+class Engine:
+    def __init__(self, root: str | os.PathLike[str], run: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.run = Path(run)
+        self.images = ImageStore(self.root, in_use=self.users_of)
+        self.db = self.images.db
+        self.dir = self.root / "containers"
+
+    def close(self) -> None:
+        self.images.close()
+
+    # -- records --------------------------------------------------------------------------------
+
+    def users_of(self, image_id: str) -> list[str]:
+        return [r[0] for r in self.db.read("SELECT id FROM containers WHERE image_id = ?",
+                                           (image_id,))]
+
+    def _rows(self, where: str = "", params: Sequence[Any] = ()) -> list[Container]:
+        rows = self.db.read(f"SELECT {', '.join(_COLUMNS)} FROM containers {where} "
+                            "ORDER BY created_ns DESC", params)
+        out = []
+        for r in rows:
+            d = dict(zip(_COLUMNS, r))
+            d["config"] = json.loads(d["config"])
+            d["auto_remove"] = bool(d["auto_remove"])
+            out.append(Container(**d))
+        return out
+
+    def get(self, ref: str) -> Container:
+        """By full id, name (with or without a leading /), or unique id prefix."""
+        if not ref:
+            raise NoSuchContainer("No such container: ")
+        found = self._rows("WHERE id = ? OR name = ?", (ref, ref.removeprefix("/")))
+        if not found and all(c in "0123456789abcdef" for c in ref):
+            found = self._rows("WHERE substr(id, 1, ?) = ?", (len(ref), ref))
+            if len(found) > 1:
+                raise InvalidArgument(f"multiple containers found with provided prefix: {ref}")
+        if not found:
+            raise NoSuchContainer(f"No such container: {ref}")
+        return self.refresh(found[0])
+
+    def refresh(self, c: Container) -> Container:
+        """A running record whose monitor is gone (killed, or the machine rebooted) is dead."""
+        if c.status == "running" and c.monitor_pid and not _alive(c.monitor_pid):
+            with self.db.transaction() as tx:
+                tx.execute("UPDATE containers SET status = 'dead', finished_ns = ? WHERE id = ? "
+                           "AND status = 'running'", (time.time_ns(), c.id))
+            return self.get(c.id)
+        return c
+
+    def list(self, all: bool = False) -> list[Container]:
+        out = [self.refresh(c) for c in self._rows()]
+        return out if all else [c for c in out if c.status == "running"]
+
+    def container_dir(self, cid: str) -> Path:
+        return self.dir / cid
+
+    def log_path(self, cid: str) -> Path:
+        return self.dir / cid / f"{cid}-json.log"
+
+    # -- create ---------------------------------------------------------------------------------
+
+    def create(self, image: str, opts: CreateOptions, *, name: str = "",
+               auto_remove: bool = False) -> Container:
+        img = self.images.get(image)
+        cid = secrets.token_hex(32)
+        name = check_name(name) if name else self._free_name()
+        cdir = self.container_dir(cid)
+        hostname = opts.hostname or cid[:12]
+        cfg = img.config.doc.get("config") or {}
+        from berth.image.unpack import prepare_rootfs
+        [mount] = prepare_rootfs(self.images, img, cid)
+        passwd, group = self._image_file(img, "etc/passwd"), self._image_file(img, "etc/group")
+        for m in opts.mounts:
+            if m.kind == "bind" and not os.path.exists(m.source):
+                if not m.create_source:
+                    raise InvalidArgument(f"invalid mount config for type \"bind\": bind source "
+                                          f"path does not exist: {m.source}")
+        etc = [{"destination": f"/etc/{n}", "type": "bind", "source": str(cdir / n),
+                "options": ["rbind", "rprivate", "rw"]}
+               for n in ("hostname", "hosts", "resolv.conf")]
+        spec = container_spec(cfg, opts, rootfs=mount.target, hostname=hostname, passwd=passwd,
+                              group=group, host_env=os.environ, host_caps=_host_caps(),
+                              extra_mounts=etc)
+        record = {"args": spec["process"]["args"], "hostname": hostname, "tty": opts.tty,
+                  "interactive": opts.interactive, "image": image,
+                  "binds": [m.source for m in opts.mounts if m.kind == "bind" and
+                            m.create_source]}
+        cdir.mkdir(parents=True)
+        try:
+            (cdir / "config.json").write_text(json.dumps(spec))
+            (cdir / "hostname").write_text(hostname + "\n")
+            (cdir / "hosts").write_text(_hosts(hostname))
+            (cdir / "resolv.conf").write_text("# berth: no DNS on this network\n")
+            with self.db.transaction() as tx:
+                if tx.execute("SELECT id FROM containers WHERE name = ?", (name,)).fetchone():
+                    other = tx.execute("SELECT id FROM containers WHERE name = ?",
+                                       (name,)).fetchone()[0]
+                    raise Conflict(f'Conflict. The container name "/{name}" is already in use '
+                                   f'by container "{other}". You have to remove (or rename) '
+                                   "that container to be able to reuse that name.")
+                tx.execute("INSERT INTO containers (id, name, image_id, image_ref, created_ns, "
+                           "auto_remove, config) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (cid, name, img.id, image, time.time_ns(), int(auto_remove),
+                            json.dumps(record)))
+                self.db.record_event("container", "create", cid,
+                                     {"name": name, "image": image})
+        except BaseException:
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise
+        return self.get(cid)
+
+    def _free_name(self) -> str:
+        used = {r[0] for r in self.db.read("SELECT name FROM containers")}
+        for _ in range(100):
+            n = f"{secrets.choice(_ADJ)}_{secrets.choice(_NOUN)}"
+            if n not in used:
+                return n
+        return f"berth_{secrets.token_hex(4)}"
+
+    def _image_file(self, img: Any, rel: str) -> str | None:
+        for d in reversed(self.images.layer_dirs(img)):
+            p = Path(d) / rel
+            if p.is_file() and not p.is_symlink():
+                return p.read_text(errors="replace")
+            if os.path.lexists(p):
+                return None
+        return None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, ref: str) -> Container:
+        c = self.get(ref)
+        if c.status == "running":
+            return c
+        from .monitor import spawn
+        spawn(self, c)
+        return self.get(c.id)
+
+    def kill(self, ref: str, sig: int = signal.SIGKILL) -> Container:
+        c = self.get(ref)
+        if c.status != "running" or not c.pid:
+            raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(c.pid, sig)
+        self.db.record_event("container", "kill", c.id,
+                             {"name": c.name, "signal": str(int(sig))})
+        return c
+
+    def wait(self, ref: str, timeout: float | None = None) -> int:
+        """Block until the container is not running; its exit code."""
+        c = self.get(ref)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while c.status == "running":
+            if deadline is not None and time.monotonic() > deadline:
+                raise Conflict(f"container {c.short_id} still running after {timeout} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            try:
+                c = self.get(c.id)
+            except NoSuchContainer:  # an --rm container removed itself: its monitor left
+                return self.removed_exit_code(c.id)  # the exit code behind
+        return c.exit_code
+
+    def exit_file(self, cid: str) -> Path:
+        return self.run / "exits" / cid
+
+    def removed_exit_code(self, cid: str) -> int:
+        path = self.exit_file(cid)
+        try:
+            code = int(path.read_text())
+        except (OSError, ValueError):
+            raise NoSuchContainer(f"No such container: {cid}") from None
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return code
+
+    def stop(self, ref: str, timeout: float = 10.0, sig: int = signal.SIGTERM) -> Container:
+        c = self.get(ref)
+        if c.status != "running":
+            return c
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(c.pid, sig)
+        try:
+            self.wait(c.id, timeout)
+        except Conflict:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c.pid, signal.SIGKILL)
+            with contextlib.suppress(NoSuchContainer):
+                self.wait(c.id, 10)
+        self.db.record_event("container", "stop", c.id, {"name": c.name})
+        return c
+
+    def remove(self, ref: str, force: bool = False) -> str:
+        c = self.get(ref)
+        if c.status == "running":
+            if not force:
+                raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
+                               "container before attempting removal or force remove")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c.pid, signal.SIGKILL)
+            with contextlib.suppress(NoSuchContainer):
+                self.wait(c.id, 15)
+        self.destroy(c.id)
+        return c.id
+
+    def destroy(self, cid: str) -> None:
+        """Remove the records and files of a container that is not running."""
+        from berth.store import mount as mnt
+        from berth.store.snapshots import Snapshots
+        snaps = Snapshots(self.root)
+        target = snaps.path(cid) / "merged"
+        if mnt.is_mounted(target):
+            mnt.unmount(target, detach=True)
+        with self.db.transaction() as tx:
+            row = tx.execute("SELECT name FROM containers WHERE id = ?", (cid,)).fetchone()
+            if row is None:
+                return
+            tx.execute("DELETE FROM containers WHERE id = ?", (cid,))
+            self.db.record_event("container", "destroy", cid, {"name": row[0]})
+        for p in snaps.remove(cid):
+            shutil.rmtree(p, ignore_errors=True)
+        shutil.rmtree(self.container_dir(cid), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _host_caps() -> list[str]:
+    from berth.runtime import capabilities
+    return capabilities.names_of(capabilities.host_bounding())

@@ -1,0 +1,149 @@
+"""Containers through the CLI on the real kernel: run in the foreground and detached, output
+streams kept apart, exit codes (own, 125, 126, 127), ps/logs/stop/kill/rm/wait, --rm, names,
+limits reaching the kernel, the monitor outliving the CLI, and bad input leaving nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers.rootfs import make_rootfs_tar
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from conftest import BerthEnv
+
+
+def berth(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-m", "berth.cli.main", *args], capture_output=True,
+                       text=True, timeout=timeout)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture
+def image(berth_env: BerthEnv, rootfs: Path) -> str:
+    tar = make_rootfs_tar(berth_env.tmp / "rootfs.tar", rootfs)
+    berth("import", "-c", 'CMD ["sh"]', "-c", "ENV FROM_IMAGE=yes", str(tar), "bb:test")
+    yield "bb:test"
+    ids = berth("ps", "-aq", check=False).stdout.split()
+    if ids:
+        berth("rm", "-f", *ids, check=False)
+
+
+def test_run_foreground_streams_and_exit_code(image: str) -> None:
+    r = berth("run", "--rm", image, "sh", "-c", "echo out; echo err >&2; echo $FROM_IMAGE; "
+              "exit 3", check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\nyes\n", "err\n")
+    assert berth("ps", "-aq").stdout == ""  # --rm
+
+
+@pytest.mark.parametrize("command, code, message", [
+    (["/nonexistent"], 127, "no such file or directory"),
+    (["nosuchcommand"], 127, "not found"),
+    (["/etc/passwd"], 126, "permission denied"),
+])
+def test_command_cannot_run(image: str, command: list[str], code: int, message: str) -> None:
+    r = berth("run", "--rm", image, *command, check=False)
+    assert r.returncode == code and message in r.stderr
+    assert berth("ps", "-aq").stdout == ""
+
+
+def test_detached_lifecycle(image: str, berth_env: BerthEnv) -> None:
+    cid = berth("run", "-d", "--name", "web", image, "sh", "-c",
+                "echo started; trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done"
+                ).stdout.strip()
+    assert len(cid) == 64
+    ps = berth("ps").stdout.splitlines()
+    assert ps[0].split()[:2] == ["CONTAINER", "ID"] and "NAMES" in ps[0]
+    assert ps[1].startswith(cid[:12]) and ps[1].endswith("web") and "Up " in ps[1]
+    deadline = time.monotonic() + 10
+    while "started" not in berth("logs", "web").stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = json.loads(berth("container", "inspect", "web").stdout)[0]["State"]["Pid"]
+    assert Path(f"/proc/{pid}").exists()
+    assert berth("stop", "web").stdout == "web\n"
+    assert berth("logs", "web").stdout == "started\nbye\n"
+    doc = json.loads(berth("container", "inspect", "web").stdout)[0]
+    assert doc["State"]["Status"] == "exited" and doc["State"]["ExitCode"] == 0
+    assert "Exited (0)" in berth("ps", "-a").stdout
+    assert berth("ps", "-q").stdout == ""
+    assert berth("ps", "-aq", "--filter", "status=exited").stdout.strip() == cid[:12]
+    assert berth("wait", "web").stdout == "0\n"
+    # a stopped container starts again, with the same writable layer
+    berth("start", "web")
+    assert berth("ps", "-q").stdout.strip() == cid[:12]
+    berth("kill", "web")
+    assert berth("wait", "web").stdout == "137\n"
+    assert berth("rm", "web").stdout == "web\n"
+    assert berth("ps", "-aq").stdout == ""
+    assert not (berth_env.root / "containers" / cid).exists()
+    assert not (berth_env.root / "snapshots" / cid).exists()
+
+
+def test_container_outlives_the_cli_and_writes_stay_in_its_layer(image: str,
+                                                                 berth_env: BerthEnv) -> None:
+    p = subprocess.Popen([sys.executable, "-m", "berth.cli.main", "run", "--name", "bg", image,
+                          "sh", "-c", "echo x > /etc/written; sleep 30"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while "bg" not in berth("ps").stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)  # the CLI dies; the container and its monitor do not
+    p.wait()
+    assert "bg" in berth("ps").stdout
+    cid = berth("ps", "-q", "--no-trunc").stdout.strip()
+    upper = berth_env.root / "snapshots" / cid / "upper"
+    deadline = time.monotonic() + 10
+    while not (upper / "etc/written").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (upper / "etc/written").read_text() == "x\n"
+    assert berth("rm", "-f", "bg").stdout == "bg\n"
+
+
+def test_limits_reach_the_kernel(image: str) -> None:
+    r = berth("run", "--rm", "--memory", "32m", "--pids-limit", "20", "--ulimit",
+              "nofile=123:456", "--cpus", "0.5", image, "sh", "-c",
+              "cat /proc/self/cgroup | head -1 >/dev/null; ulimit -n; ulimit -Hn")
+    assert r.stdout.split() == ["123", "456"]
+    # the hog is killed by the OOM killer: exit 137
+    r = berth("run", "--rm", "-m", "16m", "--memory-swap", "16m", image, "sh", "-c",
+              "x=a; while :; do x=$x$x; done", check=False, timeout=120)
+    assert r.returncode == 137
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "nosuch:image", "true"], "No such image: nosuch:image"),
+    (["run", "--memory", "12x", "IMAGE", "true"], "invalid size: '12x'"),
+    (["run", "--mount", "type=bind,source=/nonexistent-berth,target=/x", "IMAGE", "true"],
+     "bind source path does not exist: /nonexistent-berth"),
+    (["run", "--ulimit", "nofile=1:99999999", "IMAGE", "true"], "RLIMIT_NOFILE"),
+    (["run", "-u", "ghost", "IMAGE", "true"], "unable to find user ghost"),
+    (["run", "--bogus", "IMAGE"], "unknown flag: --bogus"),
+])
+def test_bad_input_exits_125_and_creates_nothing(image: str, berth_env: BerthEnv,
+                                                 args: list[str], message: str) -> None:
+    r = berth(*[image if a == "IMAGE" else a for a in args], check=False)
+    assert r.returncode == 125, r.stderr
+    assert message in r.stderr
+    assert berth("ps", "-aq").stdout == ""
+    assert os.listdir(berth_env.root / "containers") == [] if (
+        berth_env.root / "containers").exists() else True
+
+
+def test_names_and_images_in_use(image: str) -> None:
+    berth("create", "--name", "one", image, "true")
+    r = berth("create", "--name", "one", image, "true", check=False)
+    assert r.returncode == 125 and 'The container name "/one" is already in use' in r.stderr
+    r = berth("rmi", image, check=False)
+    assert r.returncode == 125 and "is using its referenced image" in r.stderr
+    berth("rm", "one")
+    assert berth("ps", "-aq").stdout == ""
