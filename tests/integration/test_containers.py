@@ -147,3 +147,29 @@ def test_names_and_images_in_use(image: str) -> None:
     assert r.returncode == 125 and "is using its referenced image" in r.stderr
     berth("rm", "one")
     assert berth("ps", "-aq").stdout == ""
+
+
+def test_seed_walkthrough_diff_commit_history(image: str) -> None:
+    """The seed's interactive image creation: change a container, diff, commit, history, and a
+    new container from the new image sees the changes."""
+    berth("run", "--name", "walk", image, "sh", "-c",
+          "mkdir -p /usr/local/bin && printf '#!/bin/sh\\necho hello\\n' > /usr/local/bin/hello"
+          " && chmod +x /usr/local/bin/hello && echo 'x:x:1:1::/:/bin/sh' >> /etc/passwd"
+          " && rm /bin/vi")
+    assert "walk" in berth("container", "ls", "-a").stdout
+    # the test image has /usr (usr/bin/env): `C /usr` where an image without it says `A /usr`
+    assert berth("container", "diff", "walk").stdout.splitlines() == [
+        "C /bin", "D /bin/vi", "C /etc", "C /etc/passwd", "C /usr", "A /usr/local",
+        "A /usr/local/bin", "A /usr/local/bin/hello"]
+    image_id = berth("container", "commit", "-m", "hello added", "-c", 'CMD ["hello"]',
+                     "walk", "walked:1").stdout.strip()
+    rows = berth("image", "history", "--format", "{{.ID}}|{{.Size}}|{{.Comment}}",
+                 "walked:1").stdout.splitlines()
+    assert rows[0].startswith(image_id[7:19] + "|") and rows[0].endswith("|hello added")
+    assert rows[0].split("|")[1].endswith("B") and len(rows) == 2
+    r = berth("run", "--rm", "walked:1")
+    assert r.stdout == "hello\n"
+    r = berth("run", "--rm", "walked:1", "sh", "-c", "tail -1 /etc/passwd; test -e /bin/vi || "
+              "echo gone; cat /etc/hostname | wc -c")
+    assert r.stdout.splitlines()[:2] == ["x:x:1:1::/:/bin/sh", "gone"]
+    berth("rm", "walk")

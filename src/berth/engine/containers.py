@@ -20,9 +20,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import signal
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +32,7 @@ from typing import Any
 from berth.errors import Conflict, InvalidArgument, NoSuchContainer
 from berth.image.images import ImageStore
 
+from .options import merge_env
 from .spec import CreateOptions, container_spec
 
 __all__ = ["Container", "Engine"]
@@ -148,7 +149,7 @@ class Engine:
     def create(self, image: str, opts: CreateOptions, *, name: str = "",
                auto_remove: bool = False) -> Container:
         img = self.images.get(image)
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()
         name = check_name(name) if name else self._free_name()
         cdir = self.container_dir(cid)
         hostname = opts.hostname or cid[:12]
@@ -167,7 +168,16 @@ class Engine:
         spec = container_spec(cfg, opts, rootfs=mount.target, hostname=hostname, passwd=passwd,
                               group=group, host_env=os.environ, host_caps=_host_caps(),
                               extra_mounts=etc)
+        if opts.entrypoint is not None:
+            ep, cmd = ([opts.entrypoint] if opts.entrypoint else []), list(opts.args)
+        else:
+            ep, cmd = list(cfg.get("Entrypoint") or []), list(opts.args or cfg.get("Cmd") or [])
         record = {"args": spec["process"]["args"], "hostname": hostname, "tty": opts.tty,
+                  "entrypoint": ep or None, "cmd": cmd or None,
+                  "env": merge_env(cfg.get("Env"), opts.env, os.environ),
+                  "workdir": opts.workdir or cfg.get("WorkingDir") or "",
+                  "user": opts.user or cfg.get("User") or "",
+                  "mount_points": sorted(m["destination"].strip("/") for m in spec["mounts"]),
                   "interactive": opts.interactive, "image": image,
                   "binds": [m.source for m in opts.mounts if m.kind == "bind" and
                             m.create_source]}
@@ -198,10 +208,11 @@ class Engine:
     def _free_name(self) -> str:
         used = {r[0] for r in self.db.read("SELECT name FROM containers")}
         for _ in range(100):
-            n = f"{secrets.choice(_ADJ)}_{secrets.choice(_NOUN)}"
+            a, b = os.urandom(2)
+            n = f"{_ADJ[a % len(_ADJ)]}_{_NOUN[b % len(_NOUN)]}"
             if n not in used:
                 return n
-        return f"berth_{secrets.token_hex(4)}"
+        return f"berth_{os.urandom(4).hex()}"
 
     def _image_file(self, img: Any, rel: str) -> str | None:
         for d in reversed(self.images.layer_dirs(img)):
@@ -289,6 +300,88 @@ class Engine:
                 self.wait(c.id, 15)
         self.destroy(c.id)
         return c.id
+
+    # -- the writable layer ----------------------------------------------------------------------
+
+    def _layer_paths(self, c: Container) -> tuple[list[str], Path]:
+        from berth.store.snapshots import Snapshots
+        lowers = list(reversed(self.images.layer_dirs(c.image_id)))  # top first
+        return lowers, Snapshots(self.root).path(c.id) / "upper"
+
+    def _mount_points(self, c: Container, lowers: Sequence[str]) -> set[str]:
+        """Mount points the runtime made in the upper directory (absent from the image): not
+        changes of the container, as docker's init layer keeps them out of `diff`."""
+        return {p for p in c.config.get("mount_points", [])
+                if not any(os.path.lexists(os.path.join(lo, p)) for lo in lowers)}
+
+    def changes(self, ref: str) -> list[tuple[str, str]]:
+        """docker's `diff`: ("A"|"C"|"D", "/path"), sorted by path."""
+        c = self.get(ref)
+        lowers, upper = self._layer_paths(c)
+        skip = self._mount_points(c, lowers)
+        out: list[tuple[str, str]] = []
+        if not upper.is_dir():
+            return out
+        for dirpath, dirnames, filenames in os.walk(upper):
+            rel_dir = os.path.relpath(dirpath, upper)
+            for name in sorted(dirnames + filenames):
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if rel in skip:
+                    continue
+                st = os.lstat(os.path.join(dirpath, name))
+                in_lower = any(os.path.lexists(os.path.join(lo, rel)) for lo in lowers)
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                    out.append(("D", "/" + rel))
+                elif in_lower:
+                    out.append(("C", "/" + rel))
+                else:
+                    out.append(("A", "/" + rel))
+        return sorted(out, key=lambda x: x[1])
+
+    def commit(self, ref: str, reference: str | None = None, *, message: str = "",
+               author: str = "", changes: Sequence[str] = ()) -> str:
+        """docker's `commit`: the container's changes as one new layer on its image, with the
+        container's command, env and workdir as the config and a history entry saying how."""
+        import tempfile
+
+        from berth.image.changes import apply_changes
+        from berth.image.images import LayerSource, rfc3339_nano
+        from berth.oci.image_spec import History
+        from berth.store.layers import diff
+        c = self.get(ref)
+        img = self.images.get(c.image_id)
+        lowers, upper = self._layer_paths(c)
+        rec = c.config
+        base = dict(img.config.doc.get("config") or {})
+        base.update({"Env": rec.get("env") or None, "Cmd": rec.get("cmd"),
+                     "Entrypoint": rec.get("entrypoint"), "WorkingDir": rec.get("workdir", ""),
+                     "User": rec.get("user", ""), "Hostname": rec.get("hostname", "")})
+        config = apply_changes(base, changes)
+        tmpdir = Path(tempfile.mkdtemp(prefix=".commit-", dir=self.images.layers_dir))
+        try:
+            packed = diff(lowers, upper, tmpdir / "layer.tar",
+                          exclude=sorted(self._mount_points(c, lowers)))
+            now = rfc3339_nano(time.time_ns())
+            hist = History(created=now, created_by=" ".join(c.command), author=author,
+                           comment=message, empty_layer=False)
+            new = img.config.add_layer(str(packed.diff_id), hist).derive(
+                config=config, created=now, author=author or None, container=c.id,
+                comment=message or None)
+            doc = {k: v for k, v in new.doc.items() if v is not None}
+            from berth.oci.image_spec import ImageConfig
+            cfg = ImageConfig.from_doc(doc)
+            layer_sources = [LayerSource(d, (lambda ch=ch: open(self.images.blobs.path(
+                self.images.layer_blob(ch)[0]), "rb"))) for d, ch in
+                zip(img.config.diff_ids, img.layers)]
+            layer_sources.append(LayerSource(str(packed.diff_id),
+                                             lambda: open(packed.path, "rb")))
+            out = self.images.add_image(cfg.raw, layer_sources,
+                                        tags=[reference] if reference else [], event="commit")
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        self.db.record_event("container", "commit", c.id, {"name": c.name,
+                                                            "imageID": out.id})
+        return out.id
 
     def destroy(self, cid: str) -> None:
         """Remove the records and files of a container that is not running."""

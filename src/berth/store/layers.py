@@ -669,7 +669,8 @@ def _header(name: str, st: os.stat_result, kind: bytes) -> tarfile.TarInfo:
     return ti
 
 
-def _write_tree(src: Path, out: Path, *, whiteouts: bool) -> PackedLayer:
+def _write_tree(src: Path, out: Path, *, whiteouts: bool,
+                exclude: frozenset[str] = frozenset()) -> PackedLayer:
     top = str(src)
     if not os.path.isdir(top):
         raise InvalidArgument(f"not a directory: {src}")
@@ -685,6 +686,8 @@ def _write_tree(src: Path, out: Path, *, whiteouts: bool) -> PackedLayer:
                                  format=tarfile.PAX_FORMAT, errors="surrogateescape",
                                  copybufsize=1 << 20) as tar:
                 for rel, path, st in _walk(top):
+                    if rel in exclude:
+                        continue
                     mode = st.st_mode
                     parent, _, base = rel.rpartition("/")
                     if whiteouts and stat.S_ISCHR(mode) and st.st_rdev == 0:
@@ -749,9 +752,10 @@ def _write_tree(src: Path, out: Path, *, whiteouts: bool) -> PackedLayer:
 
 
 def diff(lowers: Sequence[str | os.PathLike[str]], upper: str | os.PathLike[str],
-         out: str | os.PathLike[str]) -> PackedLayer:
+         out: str | os.PathLike[str], *, exclude: Sequence[str] = ()) -> PackedLayer:
     """The layer tar of a container's changes, from its overlay upper directory, as docker's
-    overlay2 driver computes it: every file and directory in `upper` becomes an entry, a 0/0
+    overlay2 driver computes it: every file and directory in `upper` (but the relative paths
+    in `exclude`: mount points the runtime made) becomes an entry, a 0/0
     character device becomes `.wh.NAME`, an opaque directory gets `.wh..wh..opq`. Sorted and
     deterministic (whole-second mtimes, numeric owners, no user names).
 
@@ -760,7 +764,7 @@ def diff(lowers: Sequence[str | os.PathLike[str]], upper: str | os.PathLike[str]
     for lower in lowers:
         if not os.path.isdir(lower):
             raise InvalidArgument(f"lower layer is not a directory: {lower}")
-    return _write_tree(Path(upper), Path(out), whiteouts=True)
+    return _write_tree(Path(upper), Path(out), whiteouts=True, exclude=frozenset(exclude))
 
 
 def pack(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> PackedLayer:

@@ -28,6 +28,8 @@ SUBCOMMANDS = {
     "rm": "Remove one or more containers",
     "wait": "Block until one or more containers stop, then print their exit codes",
     "inspect": "Display detailed information on one or more containers",
+    "diff": "Inspect changes to files or directories on a container's filesystem",
+    "commit": "Create a new image from a container's changes",
 }
 ALIASES = {"ps": "ls", "list": "ls", "remove": "rm"}
 
@@ -466,6 +468,31 @@ def _inspect(args: list[str], path: str) -> int:
     return 125 if errors else 0
 
 
+def _diff(args: list[str], path: str) -> int:
+    cmd = Command(path, "CONTAINER", SUBCOMMANDS["diff"], min_args=1, max_args=1)
+    _, (name,) = cmd.parse(args)
+    sys.stdout.write("".join(f"{k} {p}\n" for k, p in _engine().changes(name)))
+    return 0
+
+
+def _commit(args: list[str], path: str) -> int:
+    cmd = Command(path, "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]", SUBCOMMANDS["commit"], [
+        Flag("author", "a", "string", help='Author (e.g., "John Hannibal Smith '
+             '<hannibal@a-team.com>")'),
+        Flag("change", "c", "list", repeat=True, help="Apply Dockerfile instruction to the "
+             "created image"),
+        Flag("message", "m", "string", help="Commit message"),
+        Flag("pause", "p", default=True, help="Pause container during commit (default true)"),
+    ], min_args=1, max_args=2)
+    opts, rest = cmd.parse(args)
+    image_id = _engine().commit(rest[0], rest[1] if len(rest) > 1 else None,
+                                message=opts["message"], author=opts["author"],
+                                changes=opts["change"])
+    print(image_id)
+    return 0
+
+
 _HANDLERS = {"run": _run, "create": _create, "start": _start, "ls": _ps, "logs": _logs,
-             "stop": _stop, "kill": _kill, "rm": _rm, "wait": _wait, "inspect": _inspect}
+             "stop": _stop, "kill": _kill, "rm": _rm, "wait": _wait, "inspect": _inspect,
+             "diff": _diff, "commit": _commit}
 

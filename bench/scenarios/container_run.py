@@ -1,0 +1,160 @@
+"""container-run-true, container-idle-memory: `berth run` beside `podman run` and `runc run`.
+
+One busybox root filesystem (tests/helpers/rootfs.py), imported as `bench/busybox:1` into
+berth and (full mode) into a podman store of the scenario's own, and copied into a runc bundle.
+
+    container-run-true     berth  `berth run --rm --network none IMG true` (the installed script)
+                           podman `podman run --rm --network none --runtime runc IMG true`
+                           (the reference; runc, not crun: crun 1.8 refuses this machine's
+                           hybrid cgroup layout without the hugetlb set-up of runtime-run-true)
+                           runc   `runc run` of the equivalent bundle
+    container-idle-memory  PSS (/proc/PID/smaps_rollup) of what each engine keeps running for
+                           one idle `sleep` container: berth's monitor, podman's conmon;
+                           5 containers each, the median reported (as "ms": the unit column
+                           holds KiB here, see the note)
+
+Quick mode (CI) runs berth alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from helpers import find_tool
+from helpers.bundle import make_bundle
+from helpers.rootfs import make_rootfs, make_rootfs_tar
+
+from . import Context, Measurement, Tool, measure_interleaved, scenario
+from .image_save_load import _env_tool, _Podman
+
+IMAGE = "bench/busybox:1"
+BERTH = "/opt/berth-venv/bin/berth"
+
+
+class _Setup:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        work = ctx.workdir
+        self.rootfs = make_rootfs(work / "rootfs")
+        tar = make_rootfs_tar(work / "rootfs.tar", self.rootfs)
+        self.env = {**os.environ, "BERTH_ROOT": str(work / "berth"),
+                    "BERTH_RUN": str(work / "berth-run")}
+        subprocess.run([BERTH, "import", str(tar), IMAGE], env=self.env, check=True,
+                       capture_output=True)
+        self.podman: _Podman | None = None
+        exe = shutil.which("podman")
+        if exe and not ctx.quick:
+            self.podman = _Podman(exe, work / "podman")
+            self.podman.run("import", str(tar), IMAGE)
+
+    def close(self) -> None:
+        ids = subprocess.run([BERTH, "ps", "-aq"], env=self.env, capture_output=True,
+                             text=True).stdout.split()
+        if ids:
+            subprocess.run([BERTH, "rm", "-f", *ids], env=self.env, capture_output=True)
+        if self.podman is not None:
+            subprocess.run(self.podman.argv("rm", "-a", "-f"), env=self.podman.env,
+                           capture_output=True, timeout=120)
+            self.podman.reset()
+
+
+@scenario("container-run-true", reference="podman",
+          description="run --rm --network none IMAGE true: berth, podman, runc")
+def container_run_true(ctx: Context) -> list[Measurement]:
+    name = "container-run-true"
+    setup = _Setup(ctx)
+    try:
+        tools = [_env_tool("berth", [BERTH, "run", "--rm", "--network", "none", IMAGE, "true"],
+                           setup.env)]
+        if setup.podman is not None:
+            p = setup.podman
+            tools.append(_env_tool("podman", p.argv("run", "--rm", "--network", "none",
+                                                    "--runtime", "runc", IMAGE, "true"),
+                                   p.env))
+        runc = find_tool("runc")
+        if runc is not None and not ctx.quick:
+            bundle = make_bundle(ctx.workdir / "bundle", ("true",), rootfs=setup.rootfs)
+            root = ctx.workdir / "runc-root"
+            tools.append(Tool("runc", lambda i: [str(runc), "--root", str(root), "run",
+                                                  "--bundle", str(bundle), f"bench-run-{i}"]))
+        measured = measure_interleaved(name, "podman", tools, ctx.n)
+        if setup.podman is None:
+            measured.append(Measurement(name, "podman", "podman", status="skipped",
+                                        note="quick mode: berth alone"))
+        return measured
+    finally:
+        setup.close()
+
+
+def _pss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _pids_named(name: str) -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and _comm(int(p)) == name]
+
+
+@scenario("container-idle-memory", reference="podman",
+          description="PSS of what the engine keeps running per idle container (KiB)")
+def container_idle_memory(ctx: Context) -> list[Measurement]:
+    name = "container-idle-memory"
+    setup = _Setup(ctx)
+    out: list[Measurement] = []
+    n = 3 if ctx.quick else 5
+    try:
+        before = set(_pids_named("berth-monitor"))
+        for i in range(n):
+            subprocess.run([BERTH, "run", "-d", "--network", "none", IMAGE, "sleep", "600"],
+                           env=setup.env, check=True, capture_output=True)
+        time.sleep(1)
+        monitors = [p for p in _pids_named("berth-monitor") if p not in before]
+        m = Measurement(name, "berth (monitor)", "podman",
+                        samples_ms=[float(_pss_kib(p)) for p in monitors])
+        m.note = f"KiB of PSS per container (the columns say ms), {len(monitors)} monitors"
+        out.append(m)
+        if setup.podman is not None:
+            p = setup.podman
+            before = set(_pids_named("conmon"))
+            for i in range(n):
+                subprocess.run(p.argv("run", "-d", "--network", "none", "--runtime", "runc",
+                                      IMAGE, "sleep", "600"), env=p.env, check=True,
+                               capture_output=True, timeout=120)
+            time.sleep(1)
+            conmons = [x for x in _pids_named("conmon") if x not in before]
+            c = Measurement(name, "podman", "podman",
+                            samples_ms=[float(_pss_kib(x)) for x in conmons])
+            c.note = f"KiB of PSS of conmon per container, {len(conmons)} conmons"
+            out.append(c)
+        else:
+            out.append(Measurement(name, "podman", "podman", status="skipped",
+                                   note="quick mode: berth alone"))
+        for m in out:
+            if m.samples_ms:
+                m.note += f"; median {statistics.median(m.samples_ms):.0f} KiB"
+        return out
+    finally:
+        setup.close()
