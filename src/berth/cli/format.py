@@ -155,7 +155,7 @@ def _fmt_g(v: float, precision: int) -> str:
 
 
 def _shortest(v: float) -> tuple[str, int]:
-    """Shortest round-tripping digits of abs(v) and the decimal point position (0.DIGITS x 10^dp)."""
+    """Shortest round-tripping digits of abs(v) and the decimal point: 0.DIGITS x 10^dp."""
     text = repr(abs(v))
     mant, _, exp = text.partition("e")
     whole, _, frac = mant.partition(".")
@@ -907,6 +907,8 @@ class _Parser:
                     for name in names:
                         if name not in self.vars:
                             raise self.err(pos, f'undefined variable "{name}"')
+        if k < len(toks):
+            pos = toks[k].pos  # Go places a pipeline at its first command
         cmds: list[_Cmd] = []
         cmd_args: list[_Node] = []
         end = len(toks)

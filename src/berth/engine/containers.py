@@ -30,10 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from berth.errors import Conflict, InvalidArgument, NoSuchContainer
-from berth.image.images import ImageStore
 
 from .options import merge_env
 from .spec import CreateOptions, container_spec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from berth.store.db import Database
 
 __all__ = ["Container", "Engine"]
 
@@ -86,6 +89,7 @@ def _hosts(hostname: str) -> str:
 
 class Engine:
     def __init__(self, root: str | os.PathLike[str], run: str | os.PathLike[str]) -> None:
+        from berth.image.images import ImageStore
         self.root = Path(root)
         self.run = Path(run)
         self.images = ImageStore(self.root, in_use=self.users_of)
@@ -260,7 +264,7 @@ class Engine:
         return c.exit_code
 
     def exit_file(self, cid: str) -> Path:
-        return self.run / "exits" / cid
+        return exit_file(self.run, cid)
 
     def removed_exit_code(self, cid: str) -> int:
         path = self.exit_file(cid)
@@ -385,21 +389,32 @@ class Engine:
 
     def destroy(self, cid: str) -> None:
         """Remove the records and files of a container that is not running."""
-        from berth.store import mount as mnt
-        from berth.store.snapshots import Snapshots
-        snaps = Snapshots(self.root)
-        target = snaps.path(cid) / "merged"
-        if mnt.is_mounted(target):
-            mnt.unmount(target, detach=True)
-        with self.db.transaction() as tx:
-            row = tx.execute("SELECT name FROM containers WHERE id = ?", (cid,)).fetchone()
-            if row is None:
-                return
-            tx.execute("DELETE FROM containers WHERE id = ?", (cid,))
-            self.db.record_event("container", "destroy", cid, {"name": row[0]})
-        for p in snaps.remove(cid):
-            shutil.rmtree(p, ignore_errors=True)
-        shutil.rmtree(self.container_dir(cid), ignore_errors=True)
+        destroy(self.db, self.root, cid)
+
+
+def exit_file(run: str | os.PathLike[str], cid: str) -> Path:
+    """Where the monitor of an --rm container leaves its exit code for `run` and `wait`."""
+    return Path(run) / "exits" / cid
+
+
+def destroy(db: Database, root: str | os.PathLike[str], cid: str) -> None:
+    """Remove the records and files of a container that is not running (light on imports:
+    the monitor calls it on its way out)."""
+    from berth.store import mount as mnt
+    from berth.store.snapshots import Snapshots
+    snaps = Snapshots(root)
+    target = snaps.path(cid) / "merged"
+    if mnt.is_mounted(target):
+        mnt.unmount(target, detach=True)
+    with db.transaction() as tx:
+        row = tx.execute("SELECT name FROM containers WHERE id = ?", (cid,)).fetchone()
+        if row is None:
+            return
+        tx.execute("DELETE FROM containers WHERE id = ?", (cid,))
+        db.record_event("container", "destroy", cid, {"name": row[0]})
+    for p in snaps.remove(cid):
+        shutil.rmtree(p, ignore_errors=True)
+    shutil.rmtree(Path(root) / "containers" / cid, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

@@ -7,21 +7,23 @@ a pipe that the container started, or why it did not. The monitor then
   1. mounts the container's overlay (planned by the CLI before the fork),
   2. creates and starts the container with berth's in-process runtime, with stdin on /dev/null
      and stdout/stderr on two pipes it holds (so the two streams stay apart),
-  3. writes what the container prints to docker's json-file log
-     (`{"log":"…\\n","stream":"stdout","time":"…"}` per line),
-  4. reaps it (the monitor is its subreaper), records exit code and time and a `die` event,
-     deletes the runtime state, unmounts, and removes an `--rm` container (leaving its exit code
-     in `<run>/exits/<id>` for the `run` that waits on it).
+  3. exec()s into engine/_pump.py (a bare interpreter: the idle cost of a container), which
+     writes what the container prints to docker's json-file log
+     (`{"log":"…\\n","stream":"stdout","time":"…"}` per line), and
+  4. reaps it (the monitor is its subreaper), then imports and calls `finish`, which deletes the runtime state, unmounts, records exit code, time and a `die`
+     event, and removes an `--rm` container (leaving its exit code in `<run>/exits/<id>` for
+     the `run` that waits on it).
 
-After the fork the monitor opens the database afresh and never touches the CLI's connection,
-and it ends with os._exit: nothing of the parent's is finalised twice.
+After the fork the monitor closes the CLI's database connection before anything else (SQLite
+keeps per-process lock state) and opens its own; it leaves by exec or os._exit, so nothing of
+the parent's is finalised twice. The process keeps one pid from fork to finish, so a record
+whose monitor pid is gone is a container whose monitor died (`Engine.refresh` marks it dead).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import select
+import sys
 import time
 import traceback
 from typing import Any
@@ -31,6 +33,7 @@ from berth.errors import BerthError, InvalidArgument, NotFound, RuntimeFailure
 __all__ = ["spawn"]
 
 _READ = 1 << 16
+MONITOR_NAME = "berth-monitor"
 
 
 class CommandNotFound(NotFound):
@@ -96,12 +99,6 @@ class _suppress:
         return True
 
 
-def _now_rfc3339() -> str:
-    ns = time.time_ns()
-    secs, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
-
-
 def _close_others(keep: set[int]) -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
@@ -112,8 +109,7 @@ def _close_others(keep: set[int]) -> None:
 
 def _monitor(root: str, run: str, c: Any, plan: Any, status_fd: int, mnt: Any,
              Runtime: Any, CreateOptions: Any) -> None:  # noqa: N803 - classes passed in
-    with _suppress(), open("/proc/self/comm", "w") as comm:  # `ps -o comm`, top, pgrep
-        comm.write("berth-monitor")
+    os.chdir("/")  # hold no directory, and never import from the CLI's working directory
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -160,71 +156,74 @@ def _monitor(root: str, run: str, c: Any, plan: Any, status_fd: int, mnt: Any,
                    "monitor_pid = ?, exit_code = 0, finished_ns = 0 WHERE id = ?",
                    (state.pid, time.time_ns(), os.getpid(), cid))
         eng.db.record_event("container", "start", cid, {"name": c.name})
+    log = str(eng.log_path(cid))
+    eng.close()
     os.write(status_fd, b"ok")
     os.close(status_fd)
-    _pump(eng.log_path(cid), {out_r: "stdout", err_r: "stderr"})
-    code = _reap(state.pid)
+    # The idle part needs none of the engine: become a bare interpreter running _pump.py (the
+    # same process, still the container's parent and subreaper), which calls `finish` below
+    # when the container is gone. It is started through a link named berth-monitor, so that
+    # ps, top and pgrep show what it is.
+    for fd in (out_r, err_r):
+        os.set_inheritable(fd, True)
+    py = sys.executable
+    pump = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pump.py")
+    paths = os.pathsep.join(p for p in sys.path if p and os.path.isabs(p))
+    os.execv(_named_link(run, py), [MONITOR_NAME, "-S", "-I", pump, str(out_r), str(err_r),
+                                    log, str(state.pid), paths, root, run, cid])
+
+
+def _named_link(run: str, py: str) -> str:
+    link = os.path.join(run, MONITOR_NAME)
+    try:
+        if os.readlink(link) == py:
+            return link
+        os.unlink(link)
+    except OSError:
+        pass
+    tmp = f"{link}.{os.getpid()}"
+    try:
+        os.makedirs(run, exist_ok=True)
+        os.symlink(py, tmp)
+        os.rename(tmp, link)
+        return link
+    except OSError:
+        return py
+
+
+def finish(root: str, run: str, cid: str, code: int) -> None:
+    """After the container exited: delete its runtime state, unmount its root filesystem,
+    record the exit, and remove it when it was started with --rm. Imports only what that
+    needs (no image store): `run` waits for it."""
+    from berth.runtime.container import Runtime
+    from berth.store import mount as mnt
+    from berth.store.db import Database
+    from berth.store.snapshots import Snapshots
+
+    from .containers import destroy, exit_file
     with _suppress():
-        rt.delete(cid, force=True)
+        Runtime(os.path.join(run, "runtime")).delete(cid, force=True)
+    target = Snapshots(root).path(cid) / "merged"
     with _suppress():
-        mnt.unmount(plan.target)
-    with eng.db.transaction() as tx:
-        tx.execute("UPDATE containers SET status = 'exited', exit_code = ?, finished_ns = ?, "
-                   "pid = 0, monitor_pid = 0 WHERE id = ?", (code, time.time_ns(), cid))
-        eng.db.record_event("container", "die", cid, {"name": c.name, "exitCode": str(code)})
-    if c.auto_remove:
-        exits = eng.exit_file(cid)
-        exits.parent.mkdir(parents=True, exist_ok=True)
-        tmp = exits.with_name(f".{cid}.tmp")
-        tmp.write_text(str(code))
-        os.rename(tmp, exits)
-        eng.destroy(cid)
-    os._exit(0)
-
-
-def _pump(log: Any, streams: dict[int, str]) -> None:
-    """Copy the container's output into its json-file log, line by line, until both pipes
-    close (the container and everything it started are gone)."""
-    partial = {fd: b"" for fd in streams}
-    with open(log, "ab", buffering=0) as out:
-        poller = select.poll()
-        for fd in streams:
-            poller.register(fd, select.POLLIN)
-        open_fds = set(streams)
-        while open_fds:
-            for fd, _ev in poller.poll():
-                data = os.read(fd, _READ)
-                if not data:
-                    poller.unregister(fd)
-                    open_fds.discard(fd)
-                    os.close(fd)
-                    if partial[fd]:
-                        _write(out, partial[fd], streams[fd])
-                    continue
-                buf = partial[fd] + data
-                *lines, partial[fd] = buf.split(b"\n")
-                for line in lines:
-                    _write(out, line + b"\n", streams[fd])
-                if len(partial[fd]) >= 16384:  # docker splits long lines at 16 KiB
-                    _write(out, partial[fd], streams[fd])
-                    partial[fd] = b""
-
-
-def _write(out: Any, data: bytes, stream: str) -> None:
-    doc = {"log": data.decode("utf-8", errors="replace"), "stream": stream,
-           "time": _now_rfc3339()}
-    out.write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
-
-
-def _reap(pid: int) -> int:
-    """Wait for the container's init (reaping any orphan handed to us meanwhile); docker's exit
-    code: the status, or 128 + the signal."""
-    while True:
-        try:
-            got, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return 255
-        if got == pid:
-            if os.WIFSIGNALED(status):
-                return 128 + os.WTERMSIG(status)
-            return os.WEXITSTATUS(status)
+        if mnt.is_mounted(target):
+            mnt.unmount(target)
+    db = Database(root)
+    try:
+        row = db.read("SELECT name, auto_remove FROM containers WHERE id = ?", (cid,))
+        if not row:
+            return
+        name, auto_remove = row[0]
+        with db.transaction() as tx:
+            tx.execute("UPDATE containers SET status = 'exited', exit_code = ?, "
+                       "finished_ns = ?, pid = 0, monitor_pid = 0 WHERE id = ?",
+                       (code, time.time_ns(), cid))
+            db.record_event("container", "die", cid, {"name": name, "exitCode": str(code)})
+        if auto_remove:
+            exits = exit_file(run, cid)
+            exits.parent.mkdir(parents=True, exist_ok=True)
+            tmp = exits.with_name(f".{cid}.tmp")
+            tmp.write_text(str(code))
+            os.rename(tmp, exits)
+            destroy(db, root, cid)
+    finally:
+        db.close()

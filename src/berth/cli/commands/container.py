@@ -9,6 +9,8 @@ berth fails, 126 when the command cannot be invoked, 127 when it is not found.
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import sys
 import time
@@ -187,22 +189,32 @@ def _follow_until_exit(eng: Any, cid: str) -> int:
         signal.signal(s, forward)
     log = eng.log_path(cid)
     pos = 0
-    code = None
-    delay = 0.002
-    while True:
-        pos = _copy_log(log, pos)
-        if code is not None:
-            return code
-        try:
-            c = eng.get(cid)
-        except NoSuchContainer:
-            code = eng.removed_exit_code(cid)
-            continue
-        if c.status != "running":
-            code = c.exit_code
-            continue  # one more read: what was logged before the exit
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+    c = eng.get(cid)
+    pidfd = None
+    if c.status == "running" and c.monitor_pid:
+        try:  # the monitor's exit is the end: wait on it, not on a timer
+            pidfd = os.pidfd_open(c.monitor_pid)
+        except OSError:
+            pidfd = None
+    try:
+        while True:
+            pos = _copy_log(log, pos)
+            if pidfd is not None:
+                done = bool(select.select([pidfd], [], [], 0.05)[0])
+            else:
+                time.sleep(0.02)
+                done = False
+            try:
+                c = eng.get(cid)
+            except NoSuchContainer:
+                _copy_log(log, pos)
+                return eng.removed_exit_code(cid)
+            if c.status != "running" and (done or pidfd is None):
+                _copy_log(log, pos)
+                return c.exit_code
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def _copy_log(log: Any, pos: int) -> int:
