@@ -42,6 +42,7 @@ class _Podman:
     """podman on a store of its own; `reset()` removes the store and everything in it."""
 
     def __init__(self, exe: str, work: Path) -> None:
+        work.mkdir(parents=True, exist_ok=True)
         self.root = work / "storage"
         self.runroot = Path(tempfile.mkdtemp(prefix="bsl-", dir="/tmp"))  # ≤ 50 characters
         self.conf = work / "containers.conf"

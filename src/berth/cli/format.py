@@ -1644,3 +1644,48 @@ def parse_filters(values: Iterable[str], allowed: Iterable[str] | None = None
             if key not in accepted:
                 raise InvalidArgument(f"invalid filter '{key}'")
     return out
+
+
+# --- small helpers the commands share -------------------------------------------------------------
+
+def parse_rfc3339(text: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time ("2026-11-28T04:16:10.245228553Z",
+    "…+01:00"); 0.0 for Go's zero time or text that is not one."""
+    import calendar
+    t = text.strip()
+    if not t or t.startswith("0001-01-01"):
+        return 0.0
+    try:
+        date, _, clock = t.partition("T")
+        offset = 0
+        if clock.endswith("Z"):
+            clock = clock[:-1]
+        elif len(clock) > 6 and clock[-6] in "+-" and clock[-3] == ":":
+            sign = 1 if clock[-6] == "+" else -1
+            offset = sign * (int(clock[-5:-3]) * 3600 + int(clock[-2:]) * 60)
+            clock = clock[:-6]
+        whole, _, frac = clock.partition(".")
+        y, mo, d = (int(x) for x in date.split("-"))
+        h, mi, s = (int(x) for x in whole.split(":"))
+        secs = calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) - offset
+        return secs + (float("0." + frac) if frac else 0.0)
+    except ValueError:
+        return 0.0
+
+
+def rfc3339(ts: float) -> str:
+    """Go's time.RFC3339 in UTC, whole seconds (docker's `history -H=false`)."""
+    import time as _time
+    return _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(ts))
+
+
+def ellipsis(text: str, width: int) -> str:
+    """docker's stringutils.Ellipsis: cut to `width` characters, the last one "…"."""
+    if len(text) <= width:
+        return text
+    return text[:width - 1] + "…" if width > 1 else text[:width]
+
+
+def json_indent(v: Any) -> str:
+    """json.MarshalIndent(v, "", "    "), as `docker inspect` prints."""
+    return go_json(v, indent="    ")

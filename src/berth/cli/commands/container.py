@@ -317,7 +317,7 @@ _PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
 
 
 def _status_text(c: Any, now: float) -> str:
-    from berth.cli.output import human_duration
+    from berth.cli.format import human_duration
     if c.status == "running":
         return "Up " + human_duration(now - c.started_ns / 1e9)
     if c.status == "exited":
@@ -328,7 +328,7 @@ def _status_text(c: Any, now: float) -> str:
 
 
 def _ps(args: list[str], path: str) -> int:
-    from berth.cli import output as fmt
+    from berth.cli import format as fmt
     cmd = Command(path, "[OPTIONS]", SUBCOMMANDS["ls"], [
         Flag("all", "a", help="Show all containers (default shows just running)"),
         Flag("filter", "f", "filter", repeat=True, help="Filter output based on conditions "
@@ -375,7 +375,8 @@ def _ps(args: list[str], path: str) -> int:
         return 0
     default = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t"
                "{{.Ports}}\t{{.Names}}")
-    sys.stdout.write(fmt.render(rows, opts["format"] or default, _PS_HEADERS))
+    sys.stdout.write(fmt.render(rows, opts["format"], default_table=default,
+                                headers=_PS_HEADERS))
     return 0
 
 
@@ -436,7 +437,7 @@ def _logs(args: list[str], path: str) -> int:
 
 
 def _inspect(args: list[str], path: str) -> int:
-    from berth.cli import output as fmt
+    from berth.cli import format as fmt
     from berth.image.images import rfc3339_nano
     cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["inspect"], [
         Flag("format", "f", "string", help="Format output using a custom template"),

@@ -63,7 +63,7 @@ _LS_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Dige
 
 
 def _created_ts(created: str) -> float:
-    from berth.cli.output import parse_rfc3339
+    from berth.cli.format import parse_rfc3339
     return parse_rfc3339(created) if created else 0.0
 
 
@@ -76,7 +76,7 @@ def _label_match(labels: dict[str, str], want: list[str]) -> bool:
 
 
 def _ls(args: list[str], path: str) -> int:
-    from berth.cli import output as fmt
+    from berth.cli import format as fmt
     cmd = Command(path, "[OPTIONS] [REPOSITORY[:TAG]]", "List images", [
         Flag("all", "a", help="Show all images (default hides intermediate images)"),
         Flag("digests", help="Show digests"),
@@ -118,7 +118,8 @@ def _ls(args: list[str], path: str) -> int:
     cols = ["Repository", "Tag", *(["Digest"] if opts["digests"] else []), "ID",
             "CreatedSince", "Size"]
     default = "table " + "\t".join("{{." + c + "}}" for c in cols)
-    sys.stdout.write(fmt.render(rows, opts["format"] or default, _LS_HEADERS))
+    sys.stdout.write(fmt.render(rows, opts["format"], default_table=default,
+                                headers=_LS_HEADERS))
     return 0
 
 
@@ -152,7 +153,7 @@ def _filter_images(store: Any, images: list[Any], filters: dict[str, list[str]])
 # --- inspect -----------------------------------------------------------------------------------
 
 def _inspect(args: list[str], path: str) -> int:
-    from berth.cli import output as fmt
+    from berth.cli import format as fmt
     cmd = Command(path, "[OPTIONS] IMAGE [IMAGE...]", SUBCOMMANDS["inspect"], [
         Flag("format", "f", "string", help="Format output using a custom template"),
     ], min_args=1)
@@ -209,7 +210,7 @@ _HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREA
 
 
 def _history(args: list[str], path: str) -> int:
-    from berth.cli import output as fmt
+    from berth.cli import format as fmt
     cmd = Command(path, "[OPTIONS] IMAGE", SUBCOMMANDS["history"], [
         Flag("format", value="string", help="Format output using a custom template"),
         Flag("human", "H", default=True, help="Print sizes and dates in human readable format "
@@ -240,7 +241,8 @@ def _history(args: list[str], path: str) -> int:
         sys.stdout.write("".join(r["ID"] + "\n" for r in rows))
         return 0
     default = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
-    sys.stdout.write(fmt.render(rows, opts["format"] or default, _HISTORY_HEADERS))
+    sys.stdout.write(fmt.render(rows, opts["format"], default_table=default,
+                                headers=_HISTORY_HEADERS))
     return 0
 
 
