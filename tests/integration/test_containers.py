@@ -173,3 +173,28 @@ def test_seed_walkthrough_diff_commit_history(image: str) -> None:
               "echo gone; cat /etc/hostname | wc -c")
     assert r.stdout.splitlines()[:2] == ["x:x:1:1::/:/bin/sh", "gone"]
     berth("rm", "walk")
+
+
+def test_concurrent_clis_leave_a_consistent_state(image: str, berth_env: BerthEnv) -> None:
+    """10 CLIs at once, each creating, starting and removing 10 containers: afterwards every
+    container is fully there or fully gone, and nothing leaks (the fixture's leak check)."""
+    script = ("for i in $(seq 10); do "
+              "id=$({py} -m berth.cli.main run -d {img} sleep 5) || exit 1; "
+              "{py} -m berth.cli.main rm -f $id >/dev/null || exit 2; done")
+    procs = [subprocess.Popen(["sh", "-c", script.format(py=sys.executable, img=image)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(10)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 10, results
+    assert berth("ps", "-aq").stdout == ""
+    assert os.listdir(berth_env.root / "containers") == []
+    assert not (berth_env.root / "snapshots").exists() or \
+        os.listdir(berth_env.root / "snapshots") == []
+    from berth.store.db import Database
+    db = Database(berth_env.root)
+    try:
+        counts = dict(db.read("SELECT action, count(*) FROM events WHERE type = 'container' "
+                              "GROUP BY action"))
+    finally:
+        db.close()
+    assert counts["create"] == counts["start"] == counts["die"] == counts["destroy"] == 100

@@ -42,8 +42,10 @@ __all__ = ["Container", "Engine"]
 
 _NAME_FIRST = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _NAME_REST = _NAME_FIRST | set("_.-")
-_ADJ = ("brave", "calm", "eager", "fond", "keen", "lucid", "merry", "quiet", "sharp", "tender")
-_NOUN = ("hopper", "lovelace", "turing", "ritchie", "thompson", "liskov", "knuth", "curie")
+_ADJ = ("brave", "calm", "eager", "fond", "keen", "lucid", "merry", "quiet", "sharp", "tender",
+        "bold", "clever", "gentle", "jolly", "nifty", "proud", "wise", "zen", "vivid", "happy")
+_NOUN = ("hopper", "lovelace", "turing", "ritchie", "thompson", "liskov", "knuth", "curie",
+         "noether", "hamilton", "babbage", "dijkstra", "shannon", "wirth", "kay", "torvalds")
 _COLUMNS = ("id", "name", "image_id", "image_ref", "created_ns", "status", "pid", "exit_code",
             "started_ns", "finished_ns", "monitor_pid", "auto_remove", "config")
 
@@ -154,6 +156,7 @@ class Engine:
                auto_remove: bool = False) -> Container:
         img = self.images.get(image)
         cid = os.urandom(32).hex()
+        auto_name = not name
         name = check_name(name) if name else self._free_name()
         cdir = self.container_dir(cid)
         hostname = opts.hostname or cid[:12]
@@ -192,6 +195,9 @@ class Engine:
             (cdir / "hosts").write_text(_hosts(hostname))
             (cdir / "resolv.conf").write_text("# berth: no DNS on this network\n")
             with self.db.transaction() as tx:
+                while auto_name and tx.execute("SELECT 1 FROM containers WHERE name = ?",
+                                               (name,)).fetchone():
+                    name = self._free_name()  # another CLI took it meanwhile: draw again
                 if tx.execute("SELECT id FROM containers WHERE name = ?", (name,)).fetchone():
                     other = tx.execute("SELECT id FROM containers WHERE name = ?",
                                        (name,)).fetchone()[0]
