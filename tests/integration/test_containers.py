@@ -198,3 +198,29 @@ def test_concurrent_clis_leave_a_consistent_state(image: str, berth_env: BerthEn
     finally:
         db.close()
     assert counts["create"] == counts["start"] == counts["die"] == counts["destroy"] == 100
+
+
+def test_restart_policy_on_failure_3_restarts_exactly_3_times(image: str) -> None:
+    berth("run", "-d", "--name", "flaky", "--restart", "on-failure:3", image, "sh", "-c",
+          "echo try; exit 4")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        doc = json.loads(berth("container", "inspect", "flaky").stdout)[0]
+        if doc["State"]["Status"] == "exited":
+            break
+        time.sleep(0.1)
+    assert doc["State"]["Status"] == "exited" and doc["State"]["ExitCode"] == 4
+    assert berth("logs", "flaky").stdout == "try\n" * 4  # the first run and 3 restarts
+    # `always` comes back after the process exits, but not after `stop`
+    berth("run", "-d", "--name", "always", "--restart", "always", image, "sh", "-c",
+          "echo up; sleep 0.2; exit 0")
+    deadline = time.monotonic() + 30
+    while berth("logs", "always").stdout.count("up") < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert berth("logs", "always").stdout.count("up") >= 3  # it came back after clean exits
+    berth("stop", "-t", "1", "always")
+    assert berth("wait", "always").returncode == 0
+    time.sleep(0.5)  # longer than the next back-off: a restart would show now
+    assert "Exited" in berth("ps", "-a", "--filter", "name=always").stdout
+    r = berth("run", "--rm", "--restart", "always", image, "true", check=False)
+    assert r.returncode == 125 and "Conflicting options: --restart and --rm" in r.stderr

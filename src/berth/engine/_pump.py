@@ -100,6 +100,10 @@ def main(argv: list) -> None:
     from berth.engine.monitor import finish
     try:
         finish(root, run, cid, code)
+    except BaseException:  # said where a user looks: next to the container's log
+        import traceback
+        with open(os.path.join(os.path.dirname(log), "monitor.log"), "a") as f:
+            f.write(traceback.format_exc())
     finally:
         os._exit(0)
 

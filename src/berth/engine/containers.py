@@ -31,7 +31,7 @@ from typing import Any
 
 from berth.errors import Conflict, InvalidArgument, NoSuchContainer
 
-from .options import merge_env
+from .options import merge_env, parse_restart
 from .spec import CreateOptions, container_spec
 
 TYPE_CHECKING = False
@@ -47,7 +47,8 @@ _ADJ = ("brave", "calm", "eager", "fond", "keen", "lucid", "merry", "quiet", "sh
 _NOUN = ("hopper", "lovelace", "turing", "ritchie", "thompson", "liskov", "knuth", "curie",
          "noether", "hamilton", "babbage", "dijkstra", "shannon", "wirth", "kay", "torvalds")
 _COLUMNS = ("id", "name", "image_id", "image_ref", "created_ns", "status", "pid", "exit_code",
-            "started_ns", "finished_ns", "monitor_pid", "auto_remove", "config")
+            "started_ns", "finished_ns", "monitor_pid", "auto_remove", "restart_count",
+            "stopped_by_user", "config")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class Container:
     finished_ns: int
     monitor_pid: int
     auto_remove: bool
+    restart_count: int
+    stopped_by_user: bool
     config: dict[str, Any]
 
     @property
@@ -133,10 +136,11 @@ class Engine:
 
     def refresh(self, c: Container) -> Container:
         """A running record whose monitor is gone (killed, or the machine rebooted) is dead."""
-        if c.status == "running" and c.monitor_pid and not _alive(c.monitor_pid):
+        if c.status in ("running", "restarting") and c.monitor_pid and \
+                not _alive(c.monitor_pid):
             with self.db.transaction() as tx:
                 tx.execute("UPDATE containers SET status = 'dead', finished_ns = ? WHERE id = ? "
-                           "AND status = 'running'", (time.time_ns(), c.id))
+                           "AND status IN ('running', 'restarting')", (time.time_ns(), c.id))
             return self.get(c.id)
         return c
 
@@ -148,7 +152,7 @@ class Engine:
         return self.dir / cid
 
     def log_path(self, cid: str) -> Path:
-        return self.dir / cid / f"{cid}-json.log"
+        return log_path(self.root, cid)
 
     # -- create ---------------------------------------------------------------------------------
 
@@ -179,7 +183,11 @@ class Engine:
             ep, cmd = ([opts.entrypoint] if opts.entrypoint else []), list(opts.args)
         else:
             ep, cmd = list(cfg.get("Entrypoint") or []), list(opts.args or cfg.get("Cmd") or [])
+        restart = parse_restart(opts.restart or "no")
+        if auto_remove and restart["name"] != "no":
+            raise InvalidArgument("Conflicting options: --restart and --rm")
         record = {"args": spec["process"]["args"], "hostname": hostname, "tty": opts.tty,
+                  "restart": restart,
                   "entrypoint": ep or None, "cmd": cmd or None,
                   "env": merge_env(cfg.get("Env"), opts.env, os.environ),
                   "workdir": opts.workdir or cfg.get("WorkingDir") or "",
@@ -237,8 +245,11 @@ class Engine:
 
     def start(self, ref: str) -> Container:
         c = self.get(ref)
-        if c.status == "running":
+        if c.status in ("running", "restarting"):
             return c
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE containers SET stopped_by_user = 0, restart_count = 0 "
+                       "WHERE id = ?", (c.id,))
         from .monitor import spawn
         spawn(self, c)
         return self.get(c.id)
@@ -247,18 +258,24 @@ class Engine:
         c = self.get(ref)
         if c.status != "running" or not c.pid:
             raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        self._stopped_by_user(c.id)
         with contextlib.suppress(ProcessLookupError):
             os.kill(c.pid, sig)
         self.db.record_event("container", "kill", c.id,
                              {"name": c.name, "signal": str(int(sig))})
         return c
 
+    def _stopped_by_user(self, cid: str) -> None:
+        """stop and kill: the restart policy does not bring it back (docker's rule)."""
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE containers SET stopped_by_user = 1 WHERE id = ?", (cid,))
+
     def wait(self, ref: str, timeout: float | None = None) -> int:
         """Block until the container is not running; its exit code."""
         c = self.get(ref)
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
-        while c.status == "running":
+        while c.status in ("running", "restarting"):
             if deadline is not None and time.monotonic() > deadline:
                 raise Conflict(f"container {c.short_id} still running after {timeout} s")
             time.sleep(delay)
@@ -284,6 +301,7 @@ class Engine:
 
     def stop(self, ref: str, timeout: float = 10.0, sig: int = signal.SIGTERM) -> Container:
         c = self.get(ref)
+        self._stopped_by_user(c.id)
         if c.status != "running":
             return c
         with contextlib.suppress(ProcessLookupError):
@@ -300,12 +318,14 @@ class Engine:
 
     def remove(self, ref: str, force: bool = False) -> str:
         c = self.get(ref)
-        if c.status == "running":
+        if c.status in ("running", "restarting"):
+            self._stopped_by_user(c.id)
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
                                "container before attempting removal or force remove")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(c.pid, signal.SIGKILL)
+            if c.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(c.pid, signal.SIGKILL)
             with contextlib.suppress(NoSuchContainer):
                 self.wait(c.id, 15)
         self.destroy(c.id)
@@ -396,6 +416,11 @@ class Engine:
     def destroy(self, cid: str) -> None:
         """Remove the records and files of a container that is not running."""
         destroy(self.db, self.root, cid)
+
+
+def log_path(root: str | os.PathLike[str], cid: str) -> Path:
+    """The container's json-file log."""
+    return Path(root) / "containers" / cid / f"{cid}-json.log"
 
 
 def exit_file(run: str | os.PathLike[str], cid: str) -> Path:

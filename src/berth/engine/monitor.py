@@ -22,6 +22,7 @@ whose monitor pid is gone is a container whose monitor died (`Engine.refresh` ma
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -46,8 +47,8 @@ class CommandNotInvokable(RuntimeFailure):
 
 def spawn(engine: Any, c: Any) -> None:
     from berth.image.unpack import prepare_rootfs
-    from berth.runtime.container import CreateOptions, Runtime  # loaded before the fork
-    from berth.store import mount as mnt
+    from berth.runtime import container  # noqa: F401 - loaded once, before the fork
+    from berth.store import mount  # noqa: F401
     [plan] = prepare_rootfs(engine.images, c.image_id, c.id)
     r, w = os.pipe()
     pid = os.fork()
@@ -60,8 +61,7 @@ def spawn(engine: Any, c: Any) -> None:
             engine.close()
             os.setsid()
             if os.fork() == 0:
-                _monitor(str(engine.root), str(engine.run), c, plan, w, mnt, Runtime,
-                         CreateOptions)
+                _launch(str(engine.root), str(engine.run), c.id, c.name, plan, w)
                 code = 0
             else:
                 code = 0
@@ -107,27 +107,34 @@ def _close_others(keep: set[int]) -> None:
                 os.close(fd)
 
 
-def _monitor(root: str, run: str, c: Any, plan: Any, status_fd: int, mnt: Any,
-             Runtime: Any, CreateOptions: Any) -> None:  # noqa: N803 - classes passed in
+def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int | None) -> None:
+    """Mount, create and start the container, record it running, and exec into _pump.py.
+    `status_fd` gets "ok" or "KIND:why" for the CLI waiting on the first start; a restart has
+    no one waiting (None), so a failure there is recorded as exit code 125."""
+    from berth.runtime.container import CreateOptions, Runtime
+    from berth.store import mount as mnt
+    from berth.store.db import Database
+
+    from .containers import log_path
     os.chdir("/")  # hold no directory, and never import from the CLI's working directory
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDWR)
-    _close_others({status_fd, out_r, out_w, err_r, err_w, devnull})
+    _close_others({fd for fd in (status_fd, out_r, out_w, err_r, err_w, devnull)
+                   if fd is not None})
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     os.close(out_w)
     os.close(err_w)
-    from .containers import Engine
-    eng = Engine(root, run)
-    cid = c.id
+    db = Database(root)
     rt = Runtime(os.path.join(run, "runtime"))
     mounted = False
     try:
         mnt.mount_all([plan])
         mounted = True
-        state = rt.create(cid, str(eng.container_dir(cid)), CreateOptions(subreaper=True))
+        state = rt.create(cid, os.path.join(root, "containers", cid),
+                          CreateOptions(subreaper=True))
         rt.start(cid)
     except BaseException as e:
         os.dup2(devnull, 1)
@@ -145,21 +152,27 @@ def _monitor(root: str, run: str, c: Any, plan: Any, status_fd: int, mnt: Any,
             kind = "noexec"
         elif isinstance(e, InvalidArgument):
             kind = "invalid"
-        with eng.db.transaction() as tx:
-            tx.execute("UPDATE containers SET status = 'created' WHERE id = ?", (cid,))
-        os.write(status_fd, f"{kind}:{text}".encode())
+        with db.transaction() as tx:
+            if status_fd is None:
+                tx.execute("UPDATE containers SET status = 'exited', exit_code = 125, "
+                           "finished_ns = ?, pid = 0, monitor_pid = 0 WHERE id = ?",
+                           (time.time_ns(), cid))
+            else:
+                tx.execute("UPDATE containers SET status = 'created' WHERE id = ?", (cid,))
+        if status_fd is not None:
+            os.write(status_fd, f"{kind}:{text}".encode())
         os._exit(0)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    with eng.db.transaction() as tx:
+    with db.transaction() as tx:
         tx.execute("UPDATE containers SET status = 'running', pid = ?, started_ns = ?, "
                    "monitor_pid = ?, exit_code = 0, finished_ns = 0 WHERE id = ?",
                    (state.pid, time.time_ns(), os.getpid(), cid))
-        eng.db.record_event("container", "start", cid, {"name": c.name})
-    log = str(eng.log_path(cid))
-    eng.close()
-    os.write(status_fd, b"ok")
-    os.close(status_fd)
+        db.record_event("container", "start", cid, {"name": name})
+    db.close()
+    if status_fd is not None:
+        os.write(status_fd, b"ok")
+        os.close(status_fd)
     # The idle part needs none of the engine: become a bare interpreter running _pump.py (the
     # same process, still the container's parent and subreaper), which calls `finish` below
     # when the container is gone. It is started through a link named berth-monitor, so that
@@ -167,10 +180,32 @@ def _monitor(root: str, run: str, c: Any, plan: Any, status_fd: int, mnt: Any,
     for fd in (out_r, err_r):
         os.set_inheritable(fd, True)
     py = sys.executable
+    if not py or os.path.basename(py) == MONITOR_NAME:  # a restart, from inside _pump.py
+        py = os.readlink(os.path.join(run, MONITOR_NAME))
     pump = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pump.py")
     paths = os.pathsep.join(p for p in sys.path if p and os.path.isabs(p))
     os.execv(_named_link(run, py), [MONITOR_NAME, "-S", "-I", pump, str(out_r), str(err_r),
-                                    log, str(state.pid), paths, root, run, cid])
+                                    str(log_path(root, cid)), str(state.pid), paths, root, run,
+                                    cid])
+
+
+def should_restart(policy: dict[str, Any], code: int, count: int, stopped: bool) -> bool:
+    """docker's restart policies: `no`; `always` and `unless-stopped` unless the user stopped
+    it; `on-failure[:N]` after a non-zero exit, at most N times (N=0: no limit)."""
+    name = policy.get("name", "no")
+    if stopped or name == "no":
+        return False
+    if name in ("always", "unless-stopped"):
+        return True
+    if name == "on-failure":
+        limit = int(policy.get("max", 0))
+        return code != 0 and (limit == 0 or count < limit)
+    return False
+
+
+def restart_delay(count: int) -> float:
+    """docker's back-off: 100 ms, doubling, at most a minute."""
+    return min(0.1 * (2 ** count), 60.0)
 
 
 def _named_link(run: str, py: str) -> str:
@@ -209,15 +244,39 @@ def finish(root: str, run: str, cid: str, code: int) -> None:
             mnt.unmount(target)
     db = Database(root)
     try:
-        row = db.read("SELECT name, auto_remove FROM containers WHERE id = ?", (cid,))
+        row = db.read("SELECT name, auto_remove, restart_count, stopped_by_user, config, "
+                      "image_id FROM containers WHERE id = ?", (cid,))
         if not row:
             return
-        name, auto_remove = row[0]
+        name, auto_remove, count, stopped, config, image_id = row[0]
+        policy = json.loads(config).get("restart") or {}
+        again = not auto_remove and should_restart(policy, code, count, bool(stopped))
         with db.transaction() as tx:
-            tx.execute("UPDATE containers SET status = 'exited', exit_code = ?, "
-                       "finished_ns = ?, pid = 0, monitor_pid = 0 WHERE id = ?",
-                       (code, time.time_ns(), cid))
+            tx.execute("UPDATE containers SET status = ?, exit_code = ?, finished_ns = ?, "
+                       "pid = 0 WHERE id = ?",
+                       ("restarting" if again else "exited", code, time.time_ns(), cid))
+            if not again:
+                tx.execute("UPDATE containers SET monitor_pid = 0 WHERE id = ?", (cid,))
             db.record_event("container", "die", cid, {"name": name, "exitCode": str(code)})
+        if again:
+            time.sleep(restart_delay(count))
+            stopped_now = db.read("SELECT stopped_by_user FROM containers WHERE id = ?", (cid,))
+            if not stopped_now or stopped_now[0][0]:  # removed or stopped meanwhile
+                with db.transaction() as tx:
+                    tx.execute("UPDATE containers SET status = 'exited', monitor_pid = 0 "
+                               "WHERE id = ?", (cid,))
+                return
+            with db.transaction() as tx:
+                tx.execute("UPDATE containers SET restart_count = restart_count + 1 "
+                           "WHERE id = ?", (cid,))
+                db.record_event("container", "restart", cid, {"name": name})
+            from berth.image.images import ImageStore
+            from berth.image.unpack import prepare_rootfs
+            store = ImageStore(root)
+            [plan] = prepare_rootfs(store, image_id, cid)
+            store.close()
+            db.close()
+            _launch(root, run, cid, name, plan, None)  # does not return
         if auto_remove:
             exits = exit_file(run, cid)
             exits.parent.mkdir(parents=True, exist_ok=True)

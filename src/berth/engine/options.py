@@ -22,7 +22,7 @@ from typing import NamedTuple
 from berth.errors import InvalidArgument
 
 __all__ = ["BindMount", "User", "merge_env", "parse_bytes", "parse_cpus", "parse_env_file",
-           "parse_mount", "parse_tmpfs", "parse_ulimit", "parse_volume", "resolve_command",
+           "parse_mount", "parse_restart", "parse_tmpfs", "parse_ulimit", "parse_volume", "resolve_command",
            "resolve_user"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -73,6 +73,21 @@ def merge_env(image_env: Sequence[str] | None, flags: Sequence[str],
         else:  # replaced where it was, as docker's ReplaceOrAppendEnvValues does
             out[at] = item
     return out
+
+
+def parse_restart(text: str) -> dict[str, object]:
+    """`--restart no|always|unless-stopped|on-failure[:N]`."""
+    name, colon, count = text.partition(":")
+    if name not in ("no", "always", "unless-stopped", "on-failure") or (
+            colon and name != "on-failure"):
+        raise InvalidArgument(f"invalid restart policy format: {text!r}")
+    policy: dict[str, object] = {"name": name}
+    if colon:
+        if not count.isdigit():
+            raise InvalidArgument(f"invalid restart policy format: maximum retry count must be "
+                                  f"an integer: {text!r}")
+        policy["max"] = int(count)
+    return policy
 
 
 def parse_env_file(text: str, name: str) -> list[str]:

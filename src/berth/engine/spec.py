@@ -76,7 +76,7 @@ class CreateOptions:
     ulimits: list[str] = field(default_factory=list)
     network: str = "none"  # "none", "host"; bridge networks come with the networks issue
     mounts: list[BindMount] = field(default_factory=list)
-    init: bool = False
+    restart: str = "no"
 
 
 def _cap_name(name: str) -> str:

@@ -116,6 +116,8 @@ CREATE TABLE containers (
     finished_ns INTEGER NOT NULL DEFAULT 0,
     monitor_pid INTEGER NOT NULL DEFAULT 0,
     auto_remove INTEGER NOT NULL DEFAULT 0,
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    stopped_by_user INTEGER NOT NULL DEFAULT 0,
     config      TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX containers_image ON containers(image_id)

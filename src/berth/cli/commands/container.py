@@ -62,6 +62,8 @@ _CREATE_FLAGS = [
     Flag("cap-drop", value="list", repeat=True, help="Drop Linux capabilities"),
     Flag("privileged", help="Give extended privileges to this container"),
     Flag("security-opt", value="list", repeat=True, help="Security Options"),
+    Flag("restart", value="string", default="no", help="Restart policy to apply when a "
+         "container exits (no, on-failure[:max-retries], always, unless-stopped)"),
     Flag("network", value="network", default="none",
          help="Connect a container to a network: none or host (bridge networks: not yet)"),
 ]
@@ -132,7 +134,7 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
         memory_swap=opts["memory_swap"], cpus=opts["cpus"],
         cpu_shares=num("cpu_shares", "--cpu-shares"), cpuset_cpus=opts["cpuset_cpus"],
         pids_limit=num("pids_limit", "--pids-limit"), ulimits=opts["ulimit"],
-        network=opts["network"], mounts=mounts)
+        network=opts["network"], mounts=mounts, restart=opts["restart"])
 
 
 def _parse_create(args: list[str], path: str, summary: str) -> tuple[dict[str, Any], list[str]]:
@@ -324,6 +326,8 @@ def _status_text(c: Any, now: float) -> str:
         return f"Exited ({c.exit_code}) {human_duration(now - c.finished_ns / 1e9)} ago"
     if c.status == "dead":
         return "Dead"
+    if c.status == "restarting":
+        return f"Restarting ({c.exit_code}) {human_duration(now - c.finished_ns / 1e9)} ago"
     return "Created"
 
 
@@ -365,7 +369,8 @@ def _ps(args: list[str], path: str) -> int:
         rows.append({
             "ID": c.id if opts["no_trunc"] else c.short_id,
             "Image": c.image_ref,
-            "Command": json.dumps(command if opts["no_trunc"] else fmt.ellipsis(command, 20)),
+            "Command": json.dumps(command if opts["no_trunc"] else fmt.ellipsis(command, 20),
+                                  ensure_ascii=False),
             "RunningFor": fmt.since(c.created_ns / 1e9, now),
             "CreatedAt": fmt.created_at(c.created_ns / 1e9),
             "Status": _status_text(c, now), "State": c.status, "Ports": "", "Names": c.name,
