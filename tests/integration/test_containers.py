@@ -224,3 +224,25 @@ def test_restart_policy_on_failure_3_restarts_exactly_3_times(image: str) -> Non
     assert "Exited" in berth("ps", "-a", "--filter", "name=always").stdout
     r = berth("run", "--rm", "--restart", "always", image, "true", check=False)
     assert r.returncode == 125 and "Conflicting options: --restart and --rm" in r.stderr
+
+
+def test_run_i_feeds_stdin_and_exec_joins_the_container(image: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "berth.cli.main", "run", "--rm", "-i", image,
+                        "sh", "-c", "cat; echo end"], input="one\ntwo\n", capture_output=True,
+                       text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "one\ntwo\nend\n")
+    r = subprocess.run([sys.executable, "-m", "berth.cli.main", "run", "--rm", image, "cat"],
+                       input="ignored\n", capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "")  # without -i: /dev/null
+    berth("run", "-d", "--name", "host", "--hostname", "box", image, "sleep", "60")
+    r = berth("exec", "-u", "nobody", "-w", "/tmp", "-e", "X=1", "host", "sh", "-c",
+              "echo $(hostname) $(id -u) $(pwd) $X; exit 7", check=False)
+    assert (r.returncode, r.stdout) == (7, "box 65534 /tmp 1\n")
+    r = berth("exec", "host", "/nonexistent", check=False)
+    assert r.returncode == 127 and "no such file" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "berth.cli.main", "exec", "-i", "host", "cat"],
+                       input="fed\n", capture_output=True, text=True, timeout=60)
+    assert r.stdout == "fed\n"
+    berth("stop", "-t", "0", "host")
+    r = berth("exec", "host", "true", check=False)
+    assert r.returncode == 125 and "is not running" in r.stderr

@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stop": ("berth.cli.commands.container:stop", "Stop one or more running containers"),
     "kill": ("berth.cli.commands.container:kill", "Kill one or more running containers"),
     "rm": ("berth.cli.commands.container:rm", "Remove one or more containers"),
+    "exec": ("berth.cli.commands.container:exec", "Execute a command in a running container"),
     "diff": ("berth.cli.commands.container:diff", "Inspect changes to files or directories "
              "on a container's filesystem"),
     "commit": ("berth.cli.commands.container:commit", "Create a new image from a container's "

@@ -243,7 +243,8 @@ class Engine:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self, ref: str) -> Container:
+    def start(self, ref: str, stdin: int | None = None) -> Container:
+        """Start the container under a new monitor; `stdin`: see monitor.spawn."""
         c = self.get(ref)
         if c.status in ("running", "restarting"):
             return c
@@ -251,7 +252,7 @@ class Engine:
             tx.execute("UPDATE containers SET stopped_by_user = 0, restart_count = 0 "
                        "WHERE id = ?", (c.id,))
         from .monitor import spawn
-        spawn(self, c)
+        spawn(self, c, stdin)
         return self.get(c.id)
 
     def kill(self, ref: str, sig: int = signal.SIGKILL) -> Container:
@@ -264,6 +265,41 @@ class Engine:
         self.db.record_event("container", "kill", c.id,
                              {"name": c.name, "signal": str(int(sig))})
         return c
+
+    def exec(self, ref: str, args: Sequence[str], *, env: Sequence[str] = (), user: str = "",
+             workdir: str = "", detach: bool = False) -> int:
+        """docker's `exec` without a terminal: the process joins the running container with
+        the caller's stdin/stdout/stderr; returns its exit code (0 at once with `detach`).
+        `user` names are resolved in the container's own /etc/passwd and /etc/group."""
+        from berth.runtime.container import Runtime, exec_process_from_args
+        from berth.runtime.run import wait_process
+
+        from .options import resolve_user
+        c = self.get(ref)
+        if c.status != "running":
+            raise Conflict(f"Container {c.id} is not running")
+        rt = Runtime(str(self.run / "runtime"))
+        spec = rt._saved_spec(c.id)
+        uid_gid = None
+        if user:
+            rootfs = Path(spec.root_path)
+
+            def read(rel: str) -> str | None:
+                try:
+                    return (rootfs / rel).read_text(errors="replace")
+                except OSError:
+                    return None
+            u = resolve_user(user, read("etc/passwd"), read("etc/group"))
+            uid_gid = f"{u.uid}:{u.gid}"
+        if workdir and not workdir.startswith("/"):
+            raise InvalidArgument(f"the working directory {workdir!r} is invalid, it needs to "
+                                  "be an absolute path")
+        proc = exec_process_from_args(spec, list(args), env=list(env), cwd=workdir or None,
+                                      user=uid_gid, tty=False, process_file=None)
+        pid = rt.exec(c.id, proc, subreaper=not detach)
+        self.db.record_event("container", "exec_start", c.id,
+                             {"name": c.name, "execID": str(pid)})
+        return 0 if detach else wait_process(pid, None)
 
     def _stopped_by_user(self, cid: str) -> None:
         """stop and kill: the restart policy does not bring it back (docker's rule)."""

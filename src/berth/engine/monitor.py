@@ -45,7 +45,9 @@ class CommandNotInvokable(RuntimeFailure):
     exit_code = 126
 
 
-def spawn(engine: Any, c: Any) -> None:
+def spawn(engine: Any, c: Any, stdin: int | None = None) -> None:
+    """Start the container's monitor; `stdin` (the read end of a pipe the CLI writes to, for
+    `run -i`) becomes the container's stdin, else /dev/null."""
     from berth.image.unpack import prepare_rootfs
     from berth.runtime import container  # noqa: F401 - loaded once, before the fork
     from berth.store import mount  # noqa: F401
@@ -61,7 +63,7 @@ def spawn(engine: Any, c: Any) -> None:
             engine.close()
             os.setsid()
             if os.fork() == 0:
-                _launch(str(engine.root), str(engine.run), c.id, c.name, plan, w)
+                _launch(str(engine.root), str(engine.run), c.id, c.name, plan, w, stdin)
                 code = 0
             else:
                 code = 0
@@ -107,7 +109,8 @@ def _close_others(keep: set[int]) -> None:
                 os.close(fd)
 
 
-def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int | None) -> None:
+def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int | None,
+            stdin: int | None = None) -> None:
     """Mount, create and start the container, record it running, and exec into _pump.py.
     `status_fd` gets "ok" or "KIND:why" for the CLI waiting on the first start; a restart has
     no one waiting (None), so a failure there is recorded as exit code 125."""
@@ -120,9 +123,11 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDWR)
-    _close_others({fd for fd in (status_fd, out_r, out_w, err_r, err_w, devnull)
+    _close_others({fd for fd in (status_fd, out_r, out_w, err_r, err_w, devnull, stdin)
                    if fd is not None})
-    os.dup2(devnull, 0)
+    os.dup2(devnull if stdin is None else stdin, 0)
+    if stdin is not None:
+        os.close(stdin)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     os.close(out_w)
@@ -162,6 +167,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         if status_fd is not None:
             os.write(status_fd, f"{kind}:{text}".encode())
         os._exit(0)
+    os.dup2(devnull, 0)  # the container holds its stdin; the monitor lets go of it
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     with db.transaction() as tx:

@@ -30,6 +30,7 @@ SUBCOMMANDS = {
     "rm": "Remove one or more containers",
     "wait": "Block until one or more containers stop, then print their exit codes",
     "inspect": "Display detailed information on one or more containers",
+    "exec": "Execute a command in a running container",
     "diff": "Inspect changes to files or directories on a container's filesystem",
     "commit": "Create a new image from a container's changes",
 }
@@ -37,6 +38,7 @@ ALIASES = {"ps": "ls", "list": "ls", "remove": "rm"}
 
 _CREATE_FLAGS = [
     Flag("detach", "d", help="Run container in background and print container ID"),
+    Flag("interactive", "i", help="Keep STDIN open even if not attached"),
     Flag("rm", help="Automatically remove the container when it exits"),
     Flag("name", value="string", help="Assign a name to the container"),
     Flag("env", "e", "list", repeat=True, help="Set environment variables"),
@@ -162,8 +164,16 @@ def _run(args: list[str], path: str) -> int:
                    auto_remove=opts["rm"])
     # A container this `run` made but could not start is removed again (docker leaves it
     # behind in the "created" state, where nobody asked for it).
+    feed = None
+    stdin_r = None
+    if opts["interactive"] and not opts["detach"]:
+        stdin_r, feed = os.pipe()  # the container reads what we copy from our stdin
     try:
-        eng.start(c.id)
+        try:
+            eng.start(c.id, stdin=stdin_r)
+        finally:
+            if stdin_r is not None:
+                os.close(stdin_r)
     except (CommandNotFound, CommandNotInvokable) as e:
         print(f"Error: failed to start container {c.short_id}: {e}", file=sys.stderr)
         eng.destroy(c.id)
@@ -174,7 +184,28 @@ def _run(args: list[str], path: str) -> int:
     if opts["detach"]:
         print(c.id)
         return 0
+    if feed is not None:
+        _feed_stdin(feed)
     return _follow_until_exit(eng, c.id)
+
+
+def _feed_stdin(fd: int) -> None:
+    """Copy our stdin to the container's in a thread; its end closes the container's stdin."""
+    import threading
+
+    def copy() -> None:
+        try:
+            while True:
+                data = os.read(0, 1 << 16)
+                if not data:
+                    break
+                os.write(fd, data)
+        except OSError:
+            pass  # the container closed its stdin, or exited
+        finally:
+            os.close(fd)
+
+    threading.Thread(target=copy, daemon=True).start()
 
 
 def _follow_until_exit(eng: Any, cid: str) -> int:
@@ -486,6 +517,34 @@ def _inspect(args: list[str], path: str) -> int:
     return 125 if errors else 0
 
 
+def _exec(args: list[str], path: str) -> int:
+    from berth.engine.monitor import CommandNotFound, CommandNotInvokable
+    cmd = Command(path, "[OPTIONS] CONTAINER COMMAND [ARG...]", SUBCOMMANDS["exec"], [
+        Flag("detach", "d", help="Detached mode: run command in the background"),
+        Flag("env", "e", "list", repeat=True, help="Set environment variables"),
+        Flag("interactive", "i", help="Keep STDIN open even if not attached"),
+        Flag("user", "u", "string", help="Username or UID (format: <name|uid>[:<group|gid>])"),
+        Flag("workdir", "w", "string", help="Working directory inside the container"),
+    ], min_args=2, interspersed=False)
+    opts, rest = cmd.parse(args)
+    if not opts["interactive"]:  # docker gives the process no stdin without -i
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+    try:
+        return int(_engine().exec(rest[0], rest[1:], env=opts["env"], user=opts["user"],
+                                  workdir=opts["workdir"], detach=opts["detach"]))
+    except BerthError as e:
+        text = str(e)
+        if text.startswith("exec ") and ("no such file" in text or "not found" in text):
+            print(f"Error: {text}", file=sys.stderr)
+            return CommandNotFound.exit_code
+        if text.startswith("exec ") and "permission denied" in text:
+            print(f"Error: {text}", file=sys.stderr)
+            return CommandNotInvokable.exit_code
+        raise
+
+
 def _diff(args: list[str], path: str) -> int:
     cmd = Command(path, "CONTAINER", SUBCOMMANDS["diff"], min_args=1, max_args=1)
     _, (name,) = cmd.parse(args)
@@ -512,5 +571,5 @@ def _commit(args: list[str], path: str) -> int:
 
 _HANDLERS = {"run": _run, "create": _create, "start": _start, "ls": _ps, "logs": _logs,
              "stop": _stop, "kill": _kill, "rm": _rm, "wait": _wait, "inspect": _inspect,
-             "diff": _diff, "commit": _commit}
+             "diff": _diff, "commit": _commit, "exec": _exec}
 
