@@ -246,3 +246,31 @@ def test_run_i_feeds_stdin_and_exec_joins_the_container(image: str) -> None:
     berth("stop", "-t", "0", "host")
     r = berth("exec", "host", "true", check=False)
     assert r.returncode == 125 and "is not running" in r.stderr
+
+
+def test_pause_top_rename_export(image: str, berth_env: BerthEnv) -> None:
+    berth("run", "-d", "--name", "p1", image, "sh", "-c", "echo hi > /made; exec sleep 60")
+    deadline = time.monotonic() + 10
+    while "sleep 60" not in berth("top", "p1").stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
+    top = berth("top", "p1").stdout.splitlines()
+    assert top[0].split()[:3] == ["UID", "PID", "PPID"] and "sleep 60" in top[1]
+    berth("pause", "p1")
+    assert "(Paused)" in berth("ps").stdout
+    state = [ln for ln in Path(f"/proc/{top[1].split()[1]}/status").read_text().splitlines()
+             if ln.startswith("State:")][0]
+    assert state.split()[1] in ("D", "T")  # frozen by the cgroup freezer (v1: D, v2: T)
+    r = berth("pause", "p1", check=False)
+    assert r.returncode == 125 and "already paused" in r.stderr
+    berth("unpause", "p1")
+    assert "(Paused)" not in berth("ps").stdout
+    berth("rename", "p1", "p2")
+    assert berth("ps", "--format", "{{.Names}}").stdout == "p2\n"
+    out = berth_env.tmp / "export.tar"
+    berth("export", "-o", str(out), "p2")
+    import tarfile
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        assert "bin/busybox" in names and "made" in names
+        assert tar.extractfile("made").read() == b"hi\n"
+    berth("rm", "-f", "p2")

@@ -40,6 +40,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kill": ("berth.cli.commands.container:kill", "Kill one or more running containers"),
     "rm": ("berth.cli.commands.container:rm", "Remove one or more containers"),
     "exec": ("berth.cli.commands.container:exec", "Execute a command in a running container"),
+    "pause": ("berth.cli.commands.container:pause", "Pause all processes within one or more "
+              "containers"),
+    "unpause": ("berth.cli.commands.container:unpause", "Unpause all processes within one or "
+                "more containers"),
+    "top": ("berth.cli.commands.container:top", "Display the running processes of a "
+            "container"),
+    "rename": ("berth.cli.commands.container:rename", "Rename a container"),
+    "export": ("berth.cli.commands.container:export", "Export a container's filesystem as a "
+               "tar archive"),
+    "port": ("berth.cli.commands.container:port", "List port mappings or a specific mapping "
+             "for the container"),
     "diff": ("berth.cli.commands.container:diff", "Inspect changes to files or directories "
              "on a container's filesystem"),
     "commit": ("berth.cli.commands.container:commit", "Create a new image from a container's "

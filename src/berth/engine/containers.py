@@ -301,6 +301,87 @@ class Engine:
                              {"name": c.name, "execID": str(pid)})
         return 0 if detach else wait_process(pid, None)
 
+    def _runtime(self) -> Any:
+        from berth.runtime.container import Runtime
+        return Runtime(str(self.run / "runtime"))
+
+    def paused(self, c: Container) -> bool:
+        if c.status != "running":
+            return False
+        try:
+            return bool(self._runtime().state(c.id).get("status") == "paused")
+        except Exception:  # noqa: BLE001 - gone meanwhile: not paused
+            return False
+
+    def pause(self, ref: str) -> Container:
+        c = self.get(ref)
+        if c.status != "running":
+            raise Conflict(f"Container {c.id} is not running")
+        if self.paused(c):
+            raise Conflict(f"Container {c.id} is already paused")
+        self._runtime().pause(c.id)
+        self.db.record_event("container", "pause", c.id, {"name": c.name})
+        return c
+
+    def unpause(self, ref: str) -> Container:
+        c = self.get(ref)
+        if not self.paused(c):
+            raise Conflict(f"Container {c.id} is not paused")
+        self._runtime().resume(c.id)
+        self.db.record_event("container", "unpause", c.id, {"name": c.name})
+        return c
+
+    def pids(self, ref: str) -> list[int]:
+        c = self.get(ref)
+        if c.status != "running":
+            raise Conflict(f"Container {c.id} is not running")
+        return list(self._runtime().pids(c.id))
+
+    def rename(self, ref: str, new: str) -> None:
+        c = self.get(ref)
+        name = check_name(new)
+        with self.db.transaction() as tx:
+            other = tx.execute("SELECT id FROM containers WHERE name = ?", (name,)).fetchone()
+            if other is not None:
+                raise Conflict(f'Conflict. The container name "/{name}" is already in use by '
+                               f'container "{other[0]}". You have to remove (or rename) that '
+                               "container to be able to reuse that name.")
+            tx.execute("UPDATE containers SET name = ? WHERE id = ?", (name, c.id))
+            self.db.record_event("container", "rename", c.id,
+                                 {"name": name, "oldName": "/" + c.name})
+
+    def export(self, ref: str, out: Any) -> None:
+        """docker's `export`: the container's filesystem (image layers and its changes) as a
+        tar on the binary stream `out`, through a read-only overlay view."""
+        import tempfile
+
+        from berth.store import mount as mnt
+        from berth.store.layers import pack
+        from berth.store.snapshots import Snapshots
+        c = self.get(ref)
+        lowers, upper = self._layer_paths(c)
+        key = f"export-{c.id[:12]}-{os.getpid()}"
+        parents = [*reversed(lowers), *([str(upper)] if upper.is_dir() else [])]
+        snaps = Snapshots(self.root)
+        mounts = snaps.view(key, parents)
+        mnt.mount_all(mounts)
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".export-", dir=self.root)
+            os.close(fd)
+            os.unlink(tmp)
+            pack(mounts[0].target, tmp)
+            with open(tmp, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+        finally:
+            mnt.unmount(mounts[0].target)
+            for p in snaps.remove(key):
+                shutil.rmtree(p, ignore_errors=True)
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        self.db.record_event("container", "export", c.id, {"name": c.name})
+
     def _stopped_by_user(self, cid: str) -> None:
         """stop and kill: the restart policy does not bring it back (docker's rule)."""
         with self.db.transaction() as tx:

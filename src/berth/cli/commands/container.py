@@ -31,6 +31,12 @@ SUBCOMMANDS = {
     "wait": "Block until one or more containers stop, then print their exit codes",
     "inspect": "Display detailed information on one or more containers",
     "exec": "Execute a command in a running container",
+    "pause": "Pause all processes within one or more containers",
+    "unpause": "Unpause all processes within one or more containers",
+    "top": "Display the running processes of a container",
+    "rename": "Rename a container",
+    "export": "Export a container's filesystem as a tar archive",
+    "port": "List port mappings or a specific mapping for the container",
     "diff": "Inspect changes to files or directories on a container's filesystem",
     "commit": "Create a new image from a container's changes",
 }
@@ -352,7 +358,8 @@ _PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
 def _status_text(c: Any, now: float) -> str:
     from berth.cli.format import human_duration
     if c.status == "running":
-        return "Up " + human_duration(now - c.started_ns / 1e9)
+        up = "Up " + human_duration(now - c.started_ns / 1e9)
+        return up + " (Paused)" if _engine().paused(c) else up
     if c.status == "exited":
         return f"Exited ({c.exit_code}) {human_duration(now - c.finished_ns / 1e9)} ago"
     if c.status == "dead":
@@ -545,6 +552,83 @@ def _exec(args: list[str], path: str) -> int:
         raise
 
 
+def _pause(args: list[str], path: str) -> int:
+    cmd = Command(path, "CONTAINER [CONTAINER...]", SUBCOMMANDS["pause"], min_args=1)
+    _, names = cmd.parse(args)
+    eng = _engine()
+    return _each(names, lambda n: (eng.pause(n), n)[1])
+
+
+def _unpause(args: list[str], path: str) -> int:
+    cmd = Command(path, "CONTAINER [CONTAINER...]", SUBCOMMANDS["unpause"], min_args=1)
+    _, names = cmd.parse(args)
+    eng = _engine()
+    return _each(names, lambda n: (eng.unpause(n), n)[1])
+
+
+def _top(args: list[str], path: str) -> int:
+    """docker's top: `ps -ef` (or the ps options given) filtered to the container's pids."""
+    import subprocess
+    cmd = Command(path, "CONTAINER [ps OPTIONS]", SUBCOMMANDS["top"], min_args=1,
+                  interspersed=False)
+    _, rest = cmd.parse(args)
+    pids = set(_engine().pids(rest[0]))
+    ps_args = rest[1:] or ["-ef"]
+    try:
+        out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise InvalidArgument(f"ps {' '.join(ps_args)}: {e}") from None
+    lines = out.stdout.splitlines()
+    if not lines:
+        return 0
+    header = lines[0].split()
+    if "PID" not in header:
+        raise InvalidArgument(f"Couldn't find PID field in ps output ({' '.join(ps_args)})")
+    col = header.index("PID")
+    keep = [lines[0]] + [ln for ln in lines[1:] if len(ln.split()) > col and
+                         ln.split()[col].isdigit() and int(ln.split()[col]) in pids]
+    sys.stdout.write("".join(ln + "\n" for ln in keep))
+    return 0
+
+
+def _rename(args: list[str], path: str) -> int:
+    cmd = Command(path, "CONTAINER NEW_NAME", SUBCOMMANDS["rename"], min_args=2, max_args=2)
+    _, (old, new) = cmd.parse(args)
+    _engine().rename(old, new)
+    return 0
+
+
+def _export(args: list[str], path: str) -> int:
+    cmd = Command(path, "[OPTIONS] CONTAINER", SUBCOMMANDS["export"], [
+        Flag("output", "o", "string", help="Write to a file, instead of STDOUT"),
+    ], min_args=1, max_args=1)
+    opts, (name,) = cmd.parse(args)
+    eng = _engine()
+    if opts["output"]:
+        with open(opts["output"], "wb") as out:
+            eng.export(name, out)
+        return 0
+    if sys.stdout.isatty():
+        raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or "
+                              "redirect")
+    sys.stdout.flush()
+    with os.fdopen(os.dup(1), "wb") as out:
+        eng.export(name, out)
+    return 0
+
+
+def _port(args: list[str], path: str) -> int:
+    """No container publishes ports yet (networks come later): nothing to list, as docker
+    prints nothing for a container without published ports."""
+    cmd = Command(path, "CONTAINER [PRIVATE_PORT[/PROTO]]", SUBCOMMANDS["port"], min_args=1,
+                  max_args=2)
+    _, rest = cmd.parse(args)
+    _engine().get(rest[0])
+    if len(rest) > 1:
+        raise InvalidArgument(f"No public port '{rest[1]}' published for {rest[0]}")
+    return 0
+
+
 def _diff(args: list[str], path: str) -> int:
     cmd = Command(path, "CONTAINER", SUBCOMMANDS["diff"], min_args=1, max_args=1)
     _, (name,) = cmd.parse(args)
@@ -571,5 +655,7 @@ def _commit(args: list[str], path: str) -> int:
 
 _HANDLERS = {"run": _run, "create": _create, "start": _start, "ls": _ps, "logs": _logs,
              "stop": _stop, "kill": _kill, "rm": _rm, "wait": _wait, "inspect": _inspect,
-             "diff": _diff, "commit": _commit, "exec": _exec}
+             "diff": _diff, "commit": _commit, "exec": _exec,
+             "pause": _pause, "unpause": _unpause, "top": _top, "rename": _rename,
+             "export": _export, "port": _port}
 
