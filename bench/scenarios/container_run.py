@@ -158,3 +158,47 @@ def container_idle_memory(ctx: Context) -> list[Measurement]:
         return out
     finally:
         setup.close()
+
+
+@scenario("containers-50-run-rm", reference="podman",
+          description="50 × run -d … sleep in a row, then rm -f of them all (quick: 10)")
+def containers_50_run_rm(ctx: Context) -> list[Measurement]:
+    name = "containers-50-run-rm"
+    setup = _Setup(ctx)
+    count = 10 if ctx.quick else 50
+    rounds = 1 if ctx.quick else 2
+    engines: list[tuple[str, list[str], dict[str, str]]] = [("berth", [BERTH], setup.env)]
+    if setup.podman is not None:
+        p = setup.podman
+        engines.append(("podman", p.argv(), p.env))
+    out: list[Measurement] = []
+    try:
+        for tool, base, env in engines:
+            extra = ["--runtime", "runc"] if tool == "podman" else []
+            run_m = Measurement(name, f"{tool} run -d ×{count}", f"podman run -d ×{count}")
+            rm_m = Measurement(name, f"{tool} rm -f ×{count}", f"podman rm -f ×{count}")
+            for _ in range(rounds):
+                ids = []
+                t0 = time.perf_counter()
+                for _i in range(count):
+                    r = subprocess.run([*base, "run", "-d", "--network", "none", *extra, IMAGE,
+                                        "sleep", "600"], env=env, capture_output=True,
+                                       text=True, timeout=120)
+                    if r.returncode != 0:
+                        run_m.status, run_m.note = "error", r.stderr.strip()[-200:]
+                        break
+                    ids.append(r.stdout.strip())
+                run_m.samples_ms.append((time.perf_counter() - t0) * 1000)
+                t0 = time.perf_counter()
+                r = subprocess.run([*base, "rm", "-f", *ids], env=env, capture_output=True,
+                                   text=True, timeout=600)
+                rm_m.samples_ms.append((time.perf_counter() - t0) * 1000)
+                if r.returncode != 0:
+                    rm_m.status, rm_m.note = "error", r.stderr.strip()[-200:]
+            out += [run_m, rm_m]
+        if setup.podman is None:
+            out.append(Measurement(name, "podman", f"podman run -d ×{count}", status="skipped",
+                                   note="quick mode: berth alone"))
+        return out
+    finally:
+        setup.close()
