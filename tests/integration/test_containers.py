@@ -274,3 +274,40 @@ def test_pause_top_rename_export(image: str, berth_env: BerthEnv) -> None:
         assert "bin/busybox" in names and "made" in names
         assert tar.extractfile("made").read() == b"hi\n"
     berth("rm", "-f", "p2")
+
+
+def _cgroup_file(pid: int, controller: str, name: str) -> Path:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if controller in ctrls.split(","):
+            return Path(f"/sys/fs/cgroup/{controller}{path}/{name}")
+    _, _, path = [ln for ln in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+                  if ln.startswith("0::")][0].split(":", 2)
+    unified = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified").is_dir() \
+        else Path("/sys/fs/cgroup")
+    return unified / path.lstrip("/") / {"limit_in_bytes": "memory.max",
+                                         "max": "pids.max"}.get(name, name)
+
+
+def test_update_labels_and_stop_signal(image: str) -> None:
+    berth("run", "-d", "--name", "u1", "-m", "64m", "-l", "team=a", "--stop-signal", "USR1",
+          "--stop-timeout", "5", image, "sh", "-c",
+          "trap 'echo usr1; exit 3' USR1; while :; do sleep 0.1; done")
+    pid = json.loads(berth("container", "inspect", "u1").stdout)[0]["State"]["Pid"]
+    limit = _cgroup_file(pid, "memory", "memory.limit_in_bytes")
+    assert int(limit.read_text()) == 64 << 20
+    assert berth("update", "-m", "32m", "--pids-limit", "9", "u1").stdout == "u1\n"
+    assert int(limit.read_text()) == 32 << 20
+    assert _cgroup_file(pid, "pids", "pids.max").read_text().strip() == "9"
+    r = berth("update", "-m", "12x", "u1", check=False)
+    assert r.returncode == 125 and "invalid size" in r.stderr
+    assert berth("ps", "--filter", "label=team=a", "--format", "{{.Names}} {{.Labels}}"
+                 ).stdout == "u1 team=a\n"
+    assert berth("ps", "--filter", "label=team=b", "-q").stdout == ""
+    t0 = time.monotonic()
+    berth("stop", "u1")  # the container's own stop signal, answered at once
+    assert time.monotonic() - t0 < 4
+    assert berth("wait", "u1").stdout == "3\n" and berth("logs", "u1").stdout == "usr1\n"
+    berth("rm", "u1")
+    r = berth("run", "--stop-signal", "BOGUS", image, "true", check=False)
+    assert r.returncode == 125 and "invalid signal: BOGUS" in r.stderr

@@ -186,8 +186,17 @@ class Engine:
         restart = parse_restart(opts.restart or "no")
         if auto_remove and restart["name"] != "no":
             raise InvalidArgument("Conflicting options: --restart and --rm")
+        labels = dict(cfg.get("Labels") or {})
+        for item in opts.labels:
+            key, _, value = item.partition("=")
+            if not key:
+                raise InvalidArgument(f"invalid label: {item!r}")
+            labels[key] = value
+        stop_signal = opts.stop_signal or cfg.get("StopSignal") or "SIGTERM"
+        signal_number(stop_signal)  # a clear error now, not at `stop`
         record = {"args": spec["process"]["args"], "hostname": hostname, "tty": opts.tty,
-                  "restart": restart,
+                  "restart": restart, "labels": labels, "stop_signal": stop_signal,
+                  "stop_timeout": opts.stop_timeout,
                   "entrypoint": ep or None, "cmd": cmd or None,
                   "env": merge_env(cfg.get("Env"), opts.env, os.environ),
                   "workdir": opts.workdir or cfg.get("WorkingDir") or "",
@@ -382,6 +391,33 @@ class Engine:
                     os.unlink(tmp)
         self.db.record_event("container", "export", c.id, {"name": c.name})
 
+    def update(self, ref: str, opts: CreateOptions) -> Container:
+        """docker's `update`: new memory/cpu/pids limits for a running container's cgroup (and
+        its config.json, so a restart keeps them)."""
+        from berth.runtime.cgroups import open_cgroups
+
+        from .spec import _resources
+        c = self.get(ref)
+        res = _resources(opts)
+        res.pop("devices", None)
+        if not res:
+            raise InvalidArgument("you must provide one or more flags when using this command")
+        cfg_path = self.container_dir(c.id) / "config.json"
+        spec = json.loads(cfg_path.read_text())
+        merged = dict(spec["linux"].get("resources") or {})
+        for key, value in res.items():
+            merged[key] = {**(merged.get(key) or {}), **value}
+        if c.status == "running":
+            st, _ = self._runtime().load(c.id)
+            open_cgroups(st.cgroups_path, c.id).apply(
+                {k: v for k, v in merged.items() if k != "devices"})
+        spec["linux"]["resources"] = merged
+        tmp = cfg_path.with_name(".config.json.tmp")
+        tmp.write_text(json.dumps(spec))
+        os.rename(tmp, cfg_path)
+        self.db.record_event("container", "update", c.id, {"name": c.name})
+        return c
+
     def _stopped_by_user(self, cid: str) -> None:
         """stop and kill: the restart policy does not bring it back (docker's rule)."""
         with self.db.transaction() as tx:
@@ -416,8 +452,15 @@ class Engine:
             path.unlink()
         return code
 
-    def stop(self, ref: str, timeout: float = 10.0, sig: int = signal.SIGTERM) -> Container:
+    def stop(self, ref: str, timeout: float | None = None, sig: int | None = None) -> Container:
+        """SIGTERM (or the container's stop signal), then SIGKILL after the timeout (the
+        container's --stop-timeout, else 10 s)."""
         c = self.get(ref)
+        if sig is None:
+            sig = signal_number(c.config.get("stop_signal") or "SIGTERM")
+        if timeout is None:
+            stored = c.config.get("stop_timeout")
+            timeout = 10.0 if stored is None else float(stored)
         self._stopped_by_user(c.id)
         if c.status != "running":
             return c
@@ -533,6 +576,17 @@ class Engine:
     def destroy(self, cid: str) -> None:
         """Remove the records and files of a container that is not running."""
         destroy(self.db, self.root, cid)
+
+
+def signal_number(text: str) -> int:
+    """`SIGTERM`, `TERM`, `term` or `15` as a signal number."""
+    t = str(text).strip().upper().removeprefix("SIG")
+    if t.isdigit() and 0 < int(t) < 65:
+        return int(t)
+    try:
+        return int(signal.Signals["SIG" + t])
+    except KeyError:
+        raise InvalidArgument(f"invalid signal: {text}") from None
 
 
 def log_path(root: str | os.PathLike[str], cid: str) -> Path:

@@ -77,6 +77,9 @@ class CreateOptions:
     network: str = "none"  # "none", "host"; bridge networks come with the networks issue
     mounts: list[BindMount] = field(default_factory=list)
     restart: str = "no"
+    labels: list[str] = field(default_factory=list)
+    stop_signal: str = ""
+    stop_timeout: int | None = None
 
 
 def _cap_name(name: str) -> str:

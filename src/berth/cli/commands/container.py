@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "wait": "Block until one or more containers stop, then print their exit codes",
     "inspect": "Display detailed information on one or more containers",
     "exec": "Execute a command in a running container",
+    "update": "Update configuration of one or more containers",
     "pause": "Pause all processes within one or more containers",
     "unpause": "Unpause all processes within one or more containers",
     "top": "Display the running processes of a container",
@@ -54,6 +55,8 @@ _CREATE_FLAGS = [
     Flag("entrypoint", value="string", help="Overwrite the default ENTRYPOINT of the image"),
     Flag("hostname", "h", "string", help="Container host name"),
     Flag("label", "l", "list", repeat=True, help="Set meta data on a container"),
+    Flag("stop-signal", value="string", help="Signal to stop the container"),
+    Flag("stop-timeout", value="int", help="Timeout (in seconds) to stop a container"),
     Flag("volume", "v", "list", repeat=True, help="Bind mount a volume"),
     Flag("mount", value="mount", repeat=True, help="Attach a filesystem mount to the container"),
     Flag("tmpfs", value="list", repeat=True, help="Mount a tmpfs directory"),
@@ -142,7 +145,9 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
         memory_swap=opts["memory_swap"], cpus=opts["cpus"],
         cpu_shares=num("cpu_shares", "--cpu-shares"), cpuset_cpus=opts["cpuset_cpus"],
         pids_limit=num("pids_limit", "--pids-limit"), ulimits=opts["ulimit"],
-        network=opts["network"], mounts=mounts, restart=opts["restart"])
+        network=opts["network"], mounts=mounts, restart=opts["restart"],
+        labels=opts["label"], stop_signal=opts["stop_signal"],
+        stop_timeout=num("stop_timeout", "--stop-timeout") if opts["stop_timeout"] else None)
 
 
 def _parse_create(args: list[str], path: str, summary: str) -> tuple[dict[str, Any], list[str]]:
@@ -298,28 +303,24 @@ def _start(args: list[str], path: str) -> int:
 
 def _stop(args: list[str], path: str) -> int:
     cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["stop"], [
-        Flag("time", "t", "int", default="10", help="Seconds to wait before killing it"),
+        Flag("time", "t", "int", help="Seconds to wait before killing it (default: the "
+             "container's --stop-timeout, else 10)"),
         Flag("signal", "s", "string", help="Signal to send to the container"),
     ], min_args=1)
     opts, names = cmd.parse(args)
     try:
-        timeout = float(opts["time"])
+        timeout = float(opts["time"]) if opts["time"] else None
     except ValueError:
         raise InvalidArgument(f'invalid argument "{opts["time"]}" for "-t, --time" flag') \
             from None
-    sig = _signal(opts["signal"]) if opts["signal"] else signal.SIGTERM
+    sig = _signal(opts["signal"]) if opts["signal"] else None
     eng = _engine()
     return _each(names, lambda n: (eng.stop(n, timeout, sig), n)[1])
 
 
 def _signal(text: str) -> int:
-    t = text.upper().removeprefix("SIG")
-    if t.isdigit():
-        return int(t)
-    try:
-        return int(signal.Signals["SIG" + t])
-    except KeyError:
-        raise InvalidArgument(f"invalid signal: {text}") from None
+    from berth.engine.containers import signal_number
+    return signal_number(text)
 
 
 def _kill(args: list[str], path: str) -> int:
@@ -382,7 +383,8 @@ def _ps(args: list[str], path: str) -> int:
         Flag("quiet", "q", help="Only display container IDs"),
     ], max_args=0, aliases=("berth container ls", "berth container ps", "berth ps"))
     opts, _ = cmd.parse(args)
-    filters = fmt.parse_filters(opts["filter"], {"status", "name", "id", "ancestor", "exited"})
+    filters = fmt.parse_filters(opts["filter"], {"status", "name", "id", "ancestor", "exited",
+                                                 "label"})
     eng = _engine()
     try:
         last = int(opts["last"])
@@ -412,7 +414,8 @@ def _ps(args: list[str], path: str) -> int:
             "RunningFor": fmt.since(c.created_ns / 1e9, now),
             "CreatedAt": fmt.created_at(c.created_ns / 1e9),
             "Status": _status_text(c, now), "State": c.status, "Ports": "", "Names": c.name,
-            "Labels": "", "Size": "N/A"})
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(
+                (c.config.get("labels") or {}).items())), "Size": "N/A"})
     if opts["quiet"]:
         sys.stdout.write("".join(r["ID"] + "\n" for r in rows))
         return 0
@@ -433,6 +436,11 @@ def _matches(c: Any, filters: dict[str, list[str]]) -> bool:
     if "ancestor" in filters and not any(v in (c.image_ref, c.image_id, c.image_id[7:19])
                                          for v in filters["ancestor"]):
         return False
+    labels = c.config.get("labels") or {}
+    for want in filters.get("label", []):
+        key, eq, value = want.partition("=")
+        if key not in labels or (eq and labels[key] != value):
+            return False
     if "exited" in filters and not (c.status == "exited" and
                                     str(c.exit_code) in filters["exited"]):
         return False
@@ -511,6 +519,8 @@ def _inspect(args: list[str], path: str) -> int:
             "Config": {"Hostname": c.config.get("hostname", ""),
                        "Env": spec["process"]["env"], "Cmd": c.command,
                        "Image": c.image_ref, "WorkingDir": spec["process"]["cwd"],
+                       "Labels": c.config.get("labels") or {},
+                       "StopSignal": c.config.get("stop_signal", "SIGTERM"),
                        "User": f"{spec['process']['user']['uid']}:"
                                f"{spec['process']['user']['gid']}"},
         })
@@ -550,6 +560,31 @@ def _exec(args: list[str], path: str) -> int:
             print(f"Error: {text}", file=sys.stderr)
             return CommandNotInvokable.exit_code
         raise
+
+
+def _update(args: list[str], path: str) -> int:
+    from berth.engine.spec import CreateOptions
+    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["update"], [
+        Flag("memory", "m", "bytes", help="Memory limit"),
+        Flag("memory-swap", value="bytes", help="Swap limit equal to memory plus swap: -1 to "
+             "enable unlimited swap"),
+        Flag("cpus", value="decimal", help="Number of CPUs"),
+        Flag("cpu-shares", "c", "int", help="CPU shares (relative weight)"),
+        Flag("cpuset-cpus", value="string", help="CPUs in which to allow execution (0-3, 0,1)"),
+        Flag("pids-limit", value="int", help="Tune container pids limit (set -1 for "
+             "unlimited)"),
+    ], min_args=1)
+    opts, names = cmd.parse(args)
+    try:
+        shares = int(opts["cpu_shares"]) if opts["cpu_shares"] else 0
+        pids = int(opts["pids_limit"]) if opts["pids_limit"] else 0
+    except ValueError as e:
+        raise InvalidArgument(f"invalid argument: {e}") from None
+    new = CreateOptions(memory=opts["memory"], memory_swap=opts["memory_swap"],
+                        cpus=opts["cpus"], cpu_shares=shares, cpuset_cpus=opts["cpuset_cpus"],
+                        pids_limit=pids)
+    eng = _engine()
+    return _each(names, lambda n: (eng.update(n, new), n)[1])
 
 
 def _pause(args: list[str], path: str) -> int:
@@ -657,5 +692,5 @@ _HANDLERS = {"run": _run, "create": _create, "start": _start, "ls": _ps, "logs":
              "stop": _stop, "kill": _kill, "rm": _rm, "wait": _wait, "inspect": _inspect,
              "diff": _diff, "commit": _commit, "exec": _exec,
              "pause": _pause, "unpause": _unpause, "top": _top, "rename": _rename,
-             "export": _export, "port": _port}
+             "export": _export, "port": _port, "update": _update}
 
