@@ -311,3 +311,65 @@ def test_update_labels_and_stop_signal(image: str) -> None:
     berth("rm", "u1")
     r = berth("run", "--stop-signal", "BOGUS", image, "true", check=False)
     assert r.returncode == 125 and "invalid signal: BOGUS" in r.stderr
+
+
+def _pty_spawn(*args: str) -> tuple[int, int]:
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:  # the CLI, with a real terminal as its controlling tty
+        os.execv(sys.executable, [sys.executable, "-m", "berth.cli.main", *args])
+    return pid, fd
+
+
+def _read_until(fd: int, text: bytes, timeout: float = 15) -> bytes:
+    import select
+    buf = b""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            buf += data
+            if text in buf:
+                return buf
+    raise AssertionError(f"no {text!r} within {timeout} s; got {buf!r}")
+
+
+def test_run_it_is_a_real_terminal_with_resize_ctrl_c_detach_and_attach(image: str) -> None:
+    import fcntl
+    import struct
+    import termios
+    pid, fd = _pty_spawn("run", "-it", "--name", "term", image, "sh")
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    _read_until(fd, b"# ")
+    os.write(fd, b"tty; stty size; echo sum-$((40+2))\r")
+    out = _read_until(fd, b"sum-42")
+    assert b"/dev/pts/0" in out and b"30 100" in out
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    os.kill(pid, signal.SIGWINCH)
+    time.sleep(0.3)
+    os.write(fd, b"stty size\r")
+    _read_until(fd, b"40 120")
+    os.write(fd, b"sleep 100\r")
+    time.sleep(0.5)
+    os.write(fd, b"\x03")  # Ctrl-C reaches the container's foreground process
+    os.write(fd, b"echo after-$((1+1))\r")
+    _read_until(fd, b"after-2")
+    os.write(fd, b"\x10\x11")  # Ctrl-P Ctrl-Q: detach, the container goes on
+    _read_until(fd, b"read escape sequence")
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    os.close(fd)
+    assert "term" in berth("ps").stdout
+    pid, fd = _pty_spawn("attach", "term")
+    time.sleep(0.5)
+    os.write(fd, b"echo back-$((2+2)); exit 7\r")
+    _read_until(fd, b"back-4")
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 7
+    os.close(fd)
+    assert berth("wait", "term").stdout == "7\n"
+    assert "sum-42" in berth("logs", "term").stdout  # the terminal's output is logged too
+    berth("rm", "term")

@@ -1,6 +1,8 @@
 """The idle life of a container's monitor: copy its output to the json-file log, reap it.
 
-Run as `python -S -I _pump.py OUT_FD ERR_FD LOG PID SYS_PATH ROOT RUN CID` by engine/monitor.py,
+Run as `python -S -I _pump.py OUT_FD ERR_FD LOG PID SYS_PATH ROOT RUN CID [ATTACH_SOCKET]` by
+engine/monitor.py (with a terminal, OUT_FD is the pty master, ERR_FD the socket listening at
+ATTACH_SOCKET for clients),
 which exec()s into it once the container runs: the same process (still the container's parent
 and subreaper) without the engine's modules, so an idle container costs an interpreter with
 `os`, `select` and `time` and nothing else. When both pipes close and the container is reaped,
@@ -79,6 +81,117 @@ def pump(log: str, streams: dict) -> None:
     os.close(out)
 
 
+_REPLAY = 1 << 16  # what a terminal printed before anyone attached, shown to the first client
+
+
+def pump_tty(log: str, master: int, listen_fd: int, sock_path: str) -> None:
+    """With a terminal: the pty master carries the container's output (logged as stdout and
+    sent to every client attached on `sock_path`) and its input (from the clients). Clients
+    speak frames: b"d" + 4-byte length + bytes to type, b"r" + rows and cols (2 bytes each)
+    to resize. `listen_fd` is the listening socket (bound to `sock_path` by the monitor). Only
+    here are socket, fcntl and termios imported."""
+    import fcntl
+    import socket
+    import termios
+    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    listener = socket.socket(fileno=listen_fd)
+    clients: dict = {}  # fd -> [socket, pending input bytes]
+    replay = b""
+    attached_once = False
+    partial = b""
+    poller = select.poll()
+    poller.register(master, select.POLLIN)
+    poller.register(listener.fileno(), select.POLLIN)
+    done = False
+    while not done:
+        for fd, ev in poller.poll():
+            if fd == master:
+                try:
+                    data = os.read(master, _READ)
+                except OSError:  # EIO: every holder of the terminal's other side is gone
+                    data = b""
+                if not data:
+                    done = True
+                    break
+                if not attached_once:
+                    replay = (replay + data)[-_REPLAY:]
+                for c in list(clients.values()):
+                    try:
+                        c[0].sendall(data)
+                    except OSError:
+                        pass
+                lines = (partial + data).split(b"\n")
+                partial = lines.pop()
+                chunk = b"".join(_entry(line + b"\n", "stdout") for line in lines)
+                if chunk:
+                    os.write(out, chunk)
+            elif fd == listener.fileno():
+                conn, _ = listener.accept()
+                if not attached_once:
+                    attached_once = True
+                    with contextlib_suppress():
+                        conn.sendall(replay)
+                    replay = b""
+                clients[conn.fileno()] = [conn, b""]
+                poller.register(conn.fileno(), select.POLLIN)
+            else:
+                conn, buf = clients[fd]
+                try:
+                    data = conn.recv(_READ)
+                except OSError:
+                    data = b""
+                if not data:
+                    poller.unregister(fd)
+                    conn.close()
+                    del clients[fd]
+                    continue
+                buf += data
+                while buf:
+                    kind = buf[:1]
+                    if kind == b"d" and len(buf) >= 5:
+                        n = int.from_bytes(buf[1:5], "big")
+                        if len(buf) < 5 + n:
+                            break
+                        with contextlib_suppress():
+                            os.write(master, buf[5:5 + n])
+                        buf = buf[5 + n:]
+                    elif kind == b"r" and len(buf) >= 5:
+                        rows, cols = int.from_bytes(buf[1:3], "big"), int.from_bytes(buf[3:5],
+                                                                                     "big")
+                        with contextlib_suppress():
+                            fcntl.ioctl(master, termios.TIOCSWINSZ,
+                                        rows.to_bytes(2, "little") + cols.to_bytes(2, "little")
+                                        + b"\0\0\0\0")
+                        buf = buf[5:]
+                    elif kind in (b"d", b"r"):
+                        break
+                    else:  # not our protocol: drop the client
+                        buf = b""
+                        poller.unregister(fd)
+                        conn.close()
+                        del clients[fd]
+                        break
+                if fd in clients:
+                    clients[fd][1] = buf
+    if partial:
+        os.write(out, _entry(partial, "stdout"))
+    os.close(out)
+    for c in clients.values():
+        c[0].close()
+    listener.close()
+    with contextlib_suppress():
+        os.unlink(sock_path)
+    os.close(master)
+
+
+class contextlib_suppress:  # noqa: N801 - contextlib itself is not imported here
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return exc[0] is not None and issubclass(exc[0], OSError)  # type: ignore[arg-type]
+
+
 def reap(pid: int) -> int:
     while True:
         try:
@@ -94,7 +207,11 @@ def reap(pid: int) -> int:
 def main(argv: list) -> None:
     out_fd, err_fd, log, pid = int(argv[1]), int(argv[2]), argv[3], int(argv[4])
     paths, root, run, cid = argv[5].split(os.pathsep), argv[6], argv[7], argv[8]
-    pump(log, {out_fd: "stdout", err_fd: "stderr"})
+    attach = argv[9] if len(argv) > 9 else ""
+    if attach:
+        pump_tty(log, out_fd, err_fd, attach)
+    else:
+        pump(log, {out_fd: "stdout", err_fd: "stderr"})
     code = reap(pid)
     sys.path[:0] = [p for p in paths if p]
     from berth.engine.monitor import finish

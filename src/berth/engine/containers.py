@@ -589,6 +589,12 @@ def signal_number(text: str) -> int:
         raise InvalidArgument(f"invalid signal: {text}") from None
 
 
+def attach_path(run: str | os.PathLike[str], cid: str) -> Path:
+    """The unix socket where a terminal container's monitor takes clients (`attach`, `run -it`):
+    short, for the 108-byte limit of socket paths."""
+    return Path(run) / "attach" / f"{cid[:16]}.sock"
+
+
 def log_path(root: str | os.PathLike[str], cid: str) -> Path:
     """The container's json-file log."""
     return Path(root) / "containers" / cid / f"{cid}-json.log"

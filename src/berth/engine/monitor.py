@@ -118,7 +118,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     from berth.store import mount as mnt
     from berth.store.db import Database
 
-    from .containers import log_path
+    from .containers import attach_path, log_path
     os.chdir("/")  # hold no directory, and never import from the CLI's working directory
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -134,12 +134,28 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     os.close(err_w)
     db = Database(root)
     rt = Runtime(os.path.join(run, "runtime"))
+    tty = bool(db.read("SELECT json_extract(config, '$.tty') FROM containers WHERE id = ?",
+                       (cid,))[0][0])
+    master = -1
     mounted = False
     try:
         mnt.mount_all([plan])
         mounted = True
-        state = rt.create(cid, os.path.join(root, "containers", cid),
-                          CreateOptions(subreaper=True))
+        ours = theirs = None
+        if tty:  # the init sends the pty master over this pair; we keep it and relay it
+            import socket
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            state = rt.create(cid, os.path.join(root, "containers", cid), CreateOptions(
+                subreaper=True, console_fd=theirs.fileno() if theirs else None))
+        finally:
+            if theirs is not None:
+                theirs.close()
+        if ours is not None:
+            import socket
+            _msg, fds, _flags, _addr = socket.recv_fds(ours, 16, 1)
+            master = fds[0]
+            ours.close()
         rt.start(cid)
     except BaseException as e:
         os.dup2(devnull, 1)
@@ -176,6 +192,19 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
                    (state.pid, time.time_ns(), os.getpid(), cid))
         db.record_event("container", "start", cid, {"name": name})
     db.close()
+    attach = str(attach_path(run, cid))
+    if master >= 0:  # with a terminal the pty carries both streams, and clients attach on a
+        import socket  # socket that listens before "ok", so `run -it` finds it at once
+        os.makedirs(os.path.dirname(attach), exist_ok=True)
+        with _suppress():
+            os.unlink(attach)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(attach)
+        os.chmod(attach, 0o600)
+        listener.listen(8)
+        os.close(out_r)
+        os.close(err_r)
+        out_r, err_r = master, listener.detach()
     if status_fd is not None:
         os.write(status_fd, b"ok")
         os.close(status_fd)
@@ -184,7 +213,8 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     # when the container is gone. It is started through a link named berth-monitor, so that
     # ps, top and pgrep show what it is.
     for fd in (out_r, err_r):
-        os.set_inheritable(fd, True)
+        if fd >= 0:
+            os.set_inheritable(fd, True)
     py = sys.executable
     if not py or os.path.basename(py) == MONITOR_NAME:  # a restart, from inside _pump.py
         py = os.readlink(os.path.join(run, MONITOR_NAME))
@@ -192,7 +222,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     paths = os.pathsep.join(p for p in sys.path if p and os.path.isabs(p))
     os.execv(_named_link(run, py), [MONITOR_NAME, "-S", "-I", pump, str(out_r), str(err_r),
                                     str(log_path(root, cid)), str(state.pid), paths, root, run,
-                                    cid])
+                                    cid, attach if master >= 0 else ""])
 
 
 def should_restart(policy: dict[str, Any], code: int, count: int, stopped: bool) -> bool:

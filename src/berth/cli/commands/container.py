@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "inspect": "Display detailed information on one or more containers",
     "exec": "Execute a command in a running container",
     "update": "Update configuration of one or more containers",
+    "attach": "Attach local standard input, output, and error streams to a running container",
     "pause": "Pause all processes within one or more containers",
     "unpause": "Unpause all processes within one or more containers",
     "top": "Display the running processes of a container",
@@ -46,6 +47,7 @@ ALIASES = {"ps": "ls", "list": "ls", "remove": "rm"}
 _CREATE_FLAGS = [
     Flag("detach", "d", help="Run container in background and print container ID"),
     Flag("interactive", "i", help="Keep STDIN open even if not attached"),
+    Flag("tty", "t", help="Allocate a pseudo-TTY"),
     Flag("rm", help="Automatically remove the container when it exits"),
     Flag("name", value="string", help="Assign a name to the container"),
     Flag("env", "e", "list", repeat=True, help="Set environment variables"),
@@ -138,6 +140,7 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
         raise InvalidArgument("named and anonymous volumes come with the volumes issue; use a "
                               "bind mount (-v /host/path:/path) or --tmpfs")
     return CreateOptions(
+        tty=opts["tty"], interactive=opts["interactive"],
         args=rest, entrypoint=opts["entrypoint"] if opts["entrypoint_given"] else None,
         env=env, workdir=opts["workdir"], user=opts["user"], hostname=opts["hostname"],
         read_only=opts["read_only"], privileged=opts["privileged"], cap_add=opts["cap_add"],
@@ -177,7 +180,7 @@ def _run(args: list[str], path: str) -> int:
     # behind in the "created" state, where nobody asked for it).
     feed = None
     stdin_r = None
-    if opts["interactive"] and not opts["detach"]:
+    if opts["interactive"] and not opts["detach"] and not opts["tty"]:
         stdin_r, feed = os.pipe()  # the container reads what we copy from our stdin
     try:
         try:
@@ -195,9 +198,99 @@ def _run(args: list[str], path: str) -> int:
     if opts["detach"]:
         print(c.id)
         return 0
+    if opts["tty"]:
+        return _attach_tty(eng, c.id, interactive=opts["interactive"])
     if feed is not None:
         _feed_stdin(feed)
     return _follow_until_exit(eng, c.id)
+
+
+DETACH_KEYS = b"\x10\x11"  # Ctrl-P Ctrl-Q, docker's default
+
+
+def _attach_tty(eng: Any, cid: str, *, interactive: bool = True) -> int:
+    """Be the terminal of a container started with -t: our terminal in raw mode, keys to it,
+    its output to us, our window size to it (and on SIGWINCH). Ctrl-P Ctrl-Q detaches and
+    leaves it running; otherwise we stay until it exits and return its exit code."""
+    import socket
+    import struct
+
+    from berth.engine.containers import attach_path
+    from berth.errors import NoSuchContainer
+    c = eng.get(cid)
+    if c.status != "running":
+        raise InvalidArgument("You cannot attach to a stopped container, start it first")
+    if not c.config.get("tty"):
+        raise InvalidArgument(f"container {c.name} has no terminal (run it with -t to attach)")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(attach_path(eng.run, c.id)))
+    except OSError as e:
+        raise InvalidArgument(f"cannot attach to {c.name}: {e.strerror}") from None
+    tty_in = os.isatty(0)
+
+    def send_size(*_: Any) -> None:
+        if not tty_in:
+            return
+        import fcntl
+        import termios
+        rows, cols = struct.unpack("HHHH", fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8))[:2]
+        try:
+            sock.sendall(b"r" + rows.to_bytes(2, "big") + cols.to_bytes(2, "big"))
+        except OSError:
+            pass
+
+    saved = None
+    if tty_in:
+        import termios
+        import tty
+        saved = termios.tcgetattr(0)
+        tty.setraw(0)
+        signal.signal(signal.SIGWINCH, send_size)
+        send_size()
+    detached = False
+    pending = b""
+    try:
+        inputs = [sock, 0] if interactive else [sock]
+        while True:
+            try:
+                ready, _, _ = select.select(inputs, [], [])
+            except InterruptedError:
+                continue
+            if sock in ready:
+                data = sock.recv(1 << 16)
+                if not data:
+                    break
+                os.write(1, data)
+            if 0 in ready:
+                data = os.read(0, 1 << 16)
+                if not data:
+                    inputs = [sock]
+                    continue
+                data = pending + data
+                pending = b""
+                if DETACH_KEYS in data:
+                    before = data[:data.index(DETACH_KEYS)]
+                    if before:
+                        sock.sendall(b"d" + len(before).to_bytes(4, "big") + before)
+                    detached = True
+                    break
+                if data.endswith(DETACH_KEYS[:1]):  # maybe the start of the sequence
+                    data, pending = data[:-1], data[-1:]
+                if data:
+                    sock.sendall(b"d" + len(data).to_bytes(4, "big") + data)
+    finally:
+        if saved is not None:
+            import termios
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        sock.close()
+    if detached:
+        sys.stderr.write("read escape sequence\n")
+        return 0
+    try:
+        return int(eng.wait(cid, 30))
+    except NoSuchContainer:
+        return eng.removed_exit_code(cid)
 
 
 def _feed_stdin(fd: int) -> None:
@@ -219,8 +312,9 @@ def _feed_stdin(fd: int) -> None:
     threading.Thread(target=copy, daemon=True).start()
 
 
-def _follow_until_exit(eng: Any, cid: str) -> int:
-    """Print the container's output as its monitor logs it, forward signals, return its code."""
+def _follow_until_exit(eng: Any, cid: str, pos: int = 0) -> int:
+    """Print the container's output as its monitor logs it (from byte `pos` of the log),
+    forward signals, return its exit code."""
     from berth.errors import NoSuchContainer
 
     def forward(sig: int, _frame: Any) -> None:
@@ -232,7 +326,6 @@ def _follow_until_exit(eng: Any, cid: str) -> int:
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(s, forward)
     log = eng.log_path(cid)
-    pos = 0
     c = eng.get(cid)
     pidfd = None
     if c.status == "running" and c.monitor_pid:
@@ -562,6 +655,21 @@ def _exec(args: list[str], path: str) -> int:
         raise
 
 
+def _attach(args: list[str], path: str) -> int:
+    cmd = Command(path, "[OPTIONS] CONTAINER", SUBCOMMANDS["attach"], [
+        Flag("no-stdin", help="Do not attach STDIN"),
+    ], min_args=1, max_args=1)
+    opts, (name,) = cmd.parse(args)
+    eng = _engine()
+    c = eng.get(name)
+    if c.config.get("tty"):
+        return _attach_tty(eng, c.id, interactive=not opts["no_stdin"])
+    if c.status != "running":
+        raise InvalidArgument("You cannot attach to a stopped container, start it first")
+    log = eng.log_path(c.id)  # without a terminal: follow its output from now on
+    return _follow_until_exit(eng, c.id, log.stat().st_size if log.exists() else 0)
+
+
 def _update(args: list[str], path: str) -> int:
     from berth.engine.spec import CreateOptions
     cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["update"], [
@@ -692,5 +800,6 @@ _HANDLERS = {"run": _run, "create": _create, "start": _start, "ls": _ps, "logs":
              "stop": _stop, "kill": _kill, "rm": _rm, "wait": _wait, "inspect": _inspect,
              "diff": _diff, "commit": _commit, "exec": _exec,
              "pause": _pause, "unpause": _unpause, "top": _top, "rename": _rename,
-             "export": _export, "port": _port, "update": _update}
+             "export": _export, "port": _port, "update": _update,
+             "attach": _attach}
 
