@@ -373,3 +373,26 @@ def test_run_it_is_a_real_terminal_with_resize_ctrl_c_detach_and_attach(image: s
     assert berth("wait", "term").stdout == "7\n"
     assert "sum-42" in berth("logs", "term").stdout  # the terminal's output is logged too
     berth("rm", "term")
+
+
+def _zombie_children(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sum(1 for c in children
+               if Path(f"/proc/{c}/stat").read_text().rpartition(")")[2].split()[0] == "Z")
+
+
+def test_init_reaps_zombies_that_a_plain_pid1_leaves(image: str) -> None:
+    script = "for i in 1 2 3; do (sleep 0.1 &); done; exec sleep 30"
+    berth("run", "-d", "--name", "plain", image, "sh", "-c", script)
+    berth("run", "-d", "--init", "--name", "inited", image, "sh", "-c", script)
+    time.sleep(1.0)
+    plain = json.loads(berth("container", "inspect", "plain").stdout)[0]["State"]["Pid"]
+    inited = json.loads(berth("container", "inspect", "inited").stdout)[0]["State"]["Pid"]
+    assert _zombie_children(plain) == 3  # sleep, as PID 1, never waits for them
+    assert _zombie_children(inited) == 0
+    assert Path(f"/proc/{inited}/comm").read_text().strip() == "berth-init"
+    berth("stop", "inited")  # SIGTERM forwarded to the program
+    assert berth("wait", "inited").stdout == "143\n"
+    r = berth("run", "--rm", "--init", image, "sh", "-c", "exit 6", check=False)
+    assert r.returncode == 6
+    berth("rm", "-f", "plain", "inited")

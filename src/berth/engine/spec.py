@@ -77,6 +77,7 @@ class CreateOptions:
     network: str = "none"  # "none", "host"; bridge networks come with the networks issue
     mounts: list[BindMount] = field(default_factory=list)
     restart: str = "no"
+    init: bool = False
     labels: list[str] = field(default_factory=list)
     stop_signal: str = ""
     stop_timeout: int | None = None
@@ -249,6 +250,9 @@ def container_spec(image_config: Mapping[str, Any] | None, opts: CreateOptions, 
         elif seccomp:
             from berth.runtime.seccomp import load_profile_file
             linux["seccomp"] = load_profile_file(seccomp, caps)
-    return {"ociVersion": "1.0.2", "process": process,
-            "root": {"path": rootfs, "readonly": opts.read_only},
-            "hostname": hostname, "mounts": mounts, "linux": linux}
+    out = {"ociVersion": "1.0.2", "process": process,
+           "root": {"path": rootfs, "readonly": opts.read_only},
+           "hostname": hostname, "mounts": mounts, "linux": linux}
+    if opts.init:  # berth's runtime stays PID 1 as a tiny init (runtime/process.py)
+        out["annotations"] = {"org.berth.init": "true"}
+    return out

@@ -346,7 +346,8 @@ class Runtime:
         env.setdefault("HOME", process.home_of(proc.user.uid))
         program = process.find_program(proc.args[0], env)
         fin = Final(proc=proc, caps=caps, program=program, env=env, console_slave=slave,
-                    userns=userns, preserve_fds=preserve_fds)
+                    userns=userns, preserve_fds=preserve_fds,
+                    init=spec.annotations.get(process.INIT_ANNOTATION) == "true")
         fin.seccomp = seccomp_spec
         process.apply_lsm(proc, process.warn_stderr)
         send(sock, t="ready")

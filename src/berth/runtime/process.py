@@ -349,8 +349,9 @@ class Final:
 
     def __init__(self, proc: Process, caps: CapSets, program: str, env: dict[str, str],
                  console_slave: int | None = None, userns: bool = False,
-                 preserve_fds: int = 0) -> None:
+                 preserve_fds: int = 0, init: bool = False) -> None:
         self.preserve_fds = preserve_fds
+        self.init = init  # stay as PID 1, reaping and forwarding signals (annotation below)
         self.proc = proc
         self.caps = caps
         self.program = program
@@ -399,4 +400,54 @@ def finalize_and_exec(fin: Final) -> None:
             pass
     _sys.close_range_cloexec(3 + fin.preserve_fds)
     check_cwd_inside(proc.cwd)
+    if fin.init:
+        _become_init(fin)
     os.execve(fin.program, list(proc.args), fin.env)
+
+
+# The annotation that asks for an init (docker's --init): the runtime's own init process stays
+# PID 1, after every restriction above applies to it, and forks the container's program.
+INIT_ANNOTATION = "org.berth.init"
+_INIT_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
+                 _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGCONT)
+
+
+def _become_init(fin: Final) -> None:
+    """Fork the program; as PID 1, reap every process that ends and forward signals to the
+    program; exit with its status. Nothing of the runtime stays open here: every descriptor
+    above 2 is closed (a host fd in PID 1 would be reachable through /proc/1/fd)."""
+    child = os.fork()
+    if child == 0:
+        if fin.console_slave is not None:
+            os.setpgid(0, 0)
+        os.execve(fin.program, list(fin.proc.args), fin.env)
+    os.closerange(3, 1 << 16)
+    try:  # what `ps -o comm` and top show for PID 1
+        with open("/proc/self/comm", "w") as f:
+            f.write("berth-init")
+    except OSError:
+        pass
+    if fin.console_slave is not None:
+        try:  # the program's group gets the terminal's Ctrl-C, as tini arranges
+            os.setpgid(child, child)
+            os.tcsetpgrp(0, child)
+        except OSError:
+            pass
+
+    def forward(sig: int, _frame: Any) -> None:
+        try:
+            os.kill(child, sig)
+        except OSError:
+            pass
+
+    _signal.signal(_signal.SIGTTOU, _signal.SIG_IGN)
+    for sig in _INIT_SIGNALS:
+        _signal.signal(sig, forward)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                     else os.WEXITSTATUS(status))

@@ -49,6 +49,8 @@ _CREATE_FLAGS = [
     Flag("interactive", "i", help="Keep STDIN open even if not attached"),
     Flag("tty", "t", help="Allocate a pseudo-TTY"),
     Flag("rm", help="Automatically remove the container when it exits"),
+    Flag("init", help="Run an init inside the container that forwards signals and reaps "
+         "processes"),
     Flag("name", value="string", help="Assign a name to the container"),
     Flag("env", "e", "list", repeat=True, help="Set environment variables"),
     Flag("env-file", value="list", repeat=True, help="Read in a file of environment variables"),
@@ -149,7 +151,7 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
         cpu_shares=num("cpu_shares", "--cpu-shares"), cpuset_cpus=opts["cpuset_cpus"],
         pids_limit=num("pids_limit", "--pids-limit"), ulimits=opts["ulimit"],
         network=opts["network"], mounts=mounts, restart=opts["restart"],
-        labels=opts["label"], stop_signal=opts["stop_signal"],
+        labels=opts["label"], stop_signal=opts["stop_signal"], init=opts["init"],
         stop_timeout=num("stop_timeout", "--stop-timeout") if opts["stop_timeout"] else None)
 
 
