@@ -396,3 +396,43 @@ def test_init_reaps_zombies_that_a_plain_pid1_leaves(image: str) -> None:
     r = berth("run", "--rm", "--init", image, "sh", "-c", "exit 6", check=False)
     assert r.returncode == 6
     berth("rm", "-f", "plain", "inited")
+
+
+def test_health_goes_starting_healthy_unhealthy(image: str, berth_env: BerthEnv) -> None:
+    berth("run", "-d", "--name", "h1", "--health-cmd", "test -e /tmp/ok",
+          "--health-interval", "0.2s", "--health-retries", "2", "--health-start-period", "30s",
+          image, "sh", "-c", "sleep 1.5; touch /tmp/ok; sleep 60")
+
+    def status() -> str:
+        return json.loads(berth("container", "inspect", "h1").stdout)[0]["State"]["Health"][
+            "Status"]
+
+    assert status() == "starting"  # failures inside the start period do not count
+    assert "(health: starting)" in berth("ps").stdout
+    deadline = time.monotonic() + 15
+    while status() != "healthy" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert status() == "healthy" and "(healthy)" in berth("ps").stdout
+    berth("exec", "h1", "rm", "/tmp/ok")
+    deadline = time.monotonic() + 15
+    while status() != "unhealthy" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    doc = json.loads(berth("container", "inspect", "h1").stdout)[0]["State"]["Health"]
+    assert doc["Status"] == "unhealthy" and doc["FailingStreak"] >= 2
+    assert doc["Log"][-1]["ExitCode"] == 1 and len(doc["Log"]) <= 5
+    berth("rm", "-f", "h1")
+    from berth.store.db import Database
+    db = Database(berth_env.root)
+    try:
+        actions = [e.action for e in db.events() if e.type == "container"]
+    finally:
+        db.close()
+    assert "health_status: healthy" in actions and "health_status: unhealthy" in actions
+    # the image's HEALTHCHECK applies; --no-healthcheck turns it off
+    tar = berth_env.tmp / "rootfs.tar"
+    berth("import", "-c", "HEALTHCHECK --interval=1s CMD true", str(tar), "bb:health")
+    berth("run", "-d", "--name", "h2", "bb:health", "sleep", "60")
+    berth("run", "-d", "--name", "h3", "--no-healthcheck", "bb:health", "sleep", "60")
+    doc = json.loads(berth("container", "inspect", "h2", "h3").stdout)
+    assert "Health" in doc[0]["State"] and "Health" not in doc[1]["State"]
+    berth("rm", "-f", "h2", "h3")

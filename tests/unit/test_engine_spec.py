@@ -182,3 +182,23 @@ def test_bad_options_name_what_is_wrong(opts: CreateOptions, message: str) -> No
     with pytest.raises(InvalidArgument, match=message):
         container_spec({"Cmd": ["sh"]}, opts, rootfs="/r", hostname="h", passwd=PASSWD,
                        group=GROUP)
+
+
+def test_health_config_and_state_rules() -> None:
+    from berth.engine.health import health_config, next_state
+    image = {"Test": ["CMD-SHELL", "curl -f localhost"], "Interval": 5_000_000_000}
+    cfg = health_config(image, {"retries": "2", "timeout": "3s"})
+    assert cfg == {"Test": ["CMD-SHELL", "curl -f localhost"], "Interval": 5_000_000_000,
+                   "Timeout": 3_000_000_000, "StartPeriod": 0, "Retries": 2}
+    assert health_config(image, {"cmd": "true"})["Test"] == ["CMD-SHELL", "true"]
+    assert health_config(image, {"no_healthcheck": True}) is None
+    assert health_config({"Test": ["NONE"]}, {}) is None and health_config(None, {}) is None
+    with pytest.raises(InvalidArgument):
+        health_config({"Test": ["BOGUS", "x"]}, {})
+    s = {"Status": "starting", "FailingStreak": 0}
+    s = next_state(s, False, True, 2)
+    assert s == {"Status": "starting", "FailingStreak": 0}  # start period: not counted
+    s = next_state(s, True, True, 2)
+    assert s["Status"] == "healthy"
+    s = next_state(next_state(s, False, False, 2), False, False, 2)
+    assert s == {"Status": "unhealthy", "FailingStreak": 2}

@@ -48,7 +48,7 @@ _NOUN = ("hopper", "lovelace", "turing", "ritchie", "thompson", "liskov", "knuth
          "noether", "hamilton", "babbage", "dijkstra", "shannon", "wirth", "kay", "torvalds")
 _COLUMNS = ("id", "name", "image_id", "image_ref", "created_ns", "status", "pid", "exit_code",
             "started_ns", "finished_ns", "monitor_pid", "auto_remove", "restart_count",
-            "stopped_by_user", "config")
+            "stopped_by_user", "health", "config")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class Container:
     auto_remove: bool
     restart_count: int
     stopped_by_user: bool
+    health: str  # JSON of docker's State.Health, "" without a health check
     config: dict[str, Any]
 
     @property
@@ -194,8 +195,10 @@ class Engine:
             labels[key] = value
         stop_signal = opts.stop_signal or cfg.get("StopSignal") or "SIGTERM"
         signal_number(stop_signal)  # a clear error now, not at `stop`
+        from .health import health_config
         record = {"args": spec["process"]["args"], "hostname": hostname, "tty": opts.tty,
-                  "restart": restart, "labels": labels, "stop_signal": stop_signal,
+                  "restart": restart,
+                  "healthcheck": health_config(cfg.get("Healthcheck"), opts.health), "labels": labels, "stop_signal": stop_signal,
                   "stop_timeout": opts.stop_timeout,
                   "entrypoint": ep or None, "cmd": cmd or None,
                   "env": merge_env(cfg.get("Env"), opts.env, os.environ),

@@ -188,9 +188,11 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     os.dup2(devnull, 2)
     with db.transaction() as tx:
         tx.execute("UPDATE containers SET status = 'running', pid = ?, started_ns = ?, "
-                   "monitor_pid = ?, exit_code = 0, finished_ns = 0 WHERE id = ?",
+                   "monitor_pid = ?, exit_code = 0, finished_ns = 0, health = '' WHERE id = ?",
                    (state.pid, time.time_ns(), os.getpid(), cid))
         db.record_event("container", "start", cid, {"name": name})
+    check = json.loads(db.read("SELECT config FROM containers WHERE id = ?",
+                               (cid,))[0][0]).get("healthcheck")
     db.close()
     attach = str(attach_path(run, cid))
     if master >= 0:  # with a terminal the pty carries both streams, and clients attach on a
@@ -205,6 +207,17 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         os.close(out_r)
         os.close(err_r)
         out_r, err_r = master, listener.detach()
+    if check:  # the checker holds none of the container's streams, or they would never end
+        if os.fork() == 0:
+            for fd in (out_r, err_r, status_fd):
+                if fd is not None and fd >= 0:
+                    with _suppress():
+                        os.close(fd)
+            try:
+                from .health import run_checks
+                run_checks(root, run, cid, check)
+            finally:
+                os._exit(0)
     if status_fd is not None:
         os.write(status_fd, b"ok")
         os.close(status_fd)

@@ -118,6 +118,7 @@ CREATE TABLE containers (
     auto_remove INTEGER NOT NULL DEFAULT 0,
     restart_count INTEGER NOT NULL DEFAULT 0,
     stopped_by_user INTEGER NOT NULL DEFAULT 0,
+    health      TEXT NOT NULL DEFAULT '',
     config      TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX containers_image ON containers(image_id)

@@ -60,6 +60,13 @@ _CREATE_FLAGS = [
     Flag("hostname", "h", "string", help="Container host name"),
     Flag("label", "l", "list", repeat=True, help="Set meta data on a container"),
     Flag("stop-signal", value="string", help="Signal to stop the container"),
+    Flag("health-cmd", value="string", help="Command to run to check health"),
+    Flag("health-interval", value="duration", help="Time between running the check"),
+    Flag("health-timeout", value="duration", help="Maximum time to allow one check to run"),
+    Flag("health-retries", value="int", help="Consecutive failures needed to report unhealthy"),
+    Flag("health-start-period", value="duration", help="Start period for the container to "
+         "initialize before starting health-retries countdown"),
+    Flag("no-healthcheck", help="Disable any container-specified HEALTHCHECK"),
     Flag("stop-timeout", value="int", help="Timeout (in seconds) to stop a container"),
     Flag("volume", "v", "list", repeat=True, help="Bind mount a volume"),
     Flag("mount", value="mount", repeat=True, help="Attach a filesystem mount to the container"),
@@ -152,6 +159,10 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
         pids_limit=num("pids_limit", "--pids-limit"), ulimits=opts["ulimit"],
         network=opts["network"], mounts=mounts, restart=opts["restart"],
         labels=opts["label"], stop_signal=opts["stop_signal"], init=opts["init"],
+        health={"cmd": opts["health_cmd"], "interval": opts["health_interval"],
+                "timeout": opts["health_timeout"], "retries": opts["health_retries"],
+                "start_period": opts["health_start_period"],
+                "no_healthcheck": opts["no_healthcheck"]},
         stop_timeout=num("stop_timeout", "--stop-timeout") if opts["stop_timeout"] else None)
 
 
@@ -455,7 +466,12 @@ def _status_text(c: Any, now: float) -> str:
     from berth.cli.format import human_duration
     if c.status == "running":
         up = "Up " + human_duration(now - c.started_ns / 1e9)
-        return up + " (Paused)" if _engine().paused(c) else up
+        if _engine().paused(c):
+            return up + " (Paused)"
+        if c.config.get("healthcheck"):
+            status = (json.loads(c.health) if c.health else {}).get("Status", "starting")
+            return up + (" (health: starting)" if status == "starting" else f" ({status})")
+        return up
     if c.status == "exited":
         return f"Exited ({c.exit_code}) {human_duration(now - c.finished_ns / 1e9)} ago"
     if c.status == "dead":
@@ -604,6 +620,9 @@ def _inspect(args: list[str], path: str) -> int:
             "State": {"Status": c.status, "Running": c.status == "running", "Paused": False,
                       "Restarting": False, "OOMKilled": False, "Dead": c.status == "dead",
                       "Pid": c.pid, "ExitCode": c.exit_code, "Error": "",
+                      **({"Health": json.loads(c.health) if c.health else
+                          {"Status": "starting", "FailingStreak": 0, "Log": []}}
+                         if c.config.get("healthcheck") else {}),
                       "StartedAt": rfc3339_nano(c.started_ns),
                       "FinishedAt": rfc3339_nano(c.finished_ns)},
             "Image": c.image_id, "LogPath": str(eng.log_path(c.id)), "Name": "/" + c.name,
