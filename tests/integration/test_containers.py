@@ -436,3 +436,17 @@ def test_health_goes_starting_healthy_unhealthy(image: str, berth_env: BerthEnv)
     doc = json.loads(berth("container", "inspect", "h2", "h3").stdout)
     assert "Health" in doc[0]["State"] and "Health" not in doc[1]["State"]
     berth("rm", "-f", "h2", "h3")
+
+
+def test_stats_and_a_fork_bomb_held_by_pids_limit(image: str) -> None:
+    berth("run", "-d", "--name", "busy", "-m", "64m", image, "sh", "-c", "while :; do :; done")
+    berth("run", "-d", "--name", "bomb", "--pids-limit", "20", image, "sh", "-c",
+          "b() { b | b & }; b; sleep 60")
+    time.sleep(1.0)
+    rows = {ln.split()[1]: ln.split() for ln in
+            berth("stats", "--no-stream").stdout.splitlines()[1:]}
+    assert float(rows["busy"][2].rstrip("%")) > 50  # a spinning shell
+    assert rows["busy"][5] == "64MiB"
+    assert int(rows["bomb"][-1]) <= 20  # pids.max holds the fork bomb
+    assert berth("stats", "--no-stream", "--format", "{{.Name}}", "busy").stdout == "busy\n"
+    berth("rm", "-f", "busy", "bomb")

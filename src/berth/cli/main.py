@@ -47,6 +47,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "top": ("berth.cli.commands.container:top", "Display the running processes of a "
             "container"),
     "rename": ("berth.cli.commands.container:rename", "Rename a container"),
+    "stats": ("berth.cli.commands.container:stats", "Display a live stream of container(s) "
+              "resource usage statistics"),
     "attach": ("berth.cli.commands.container:attach", "Attach local standard input, output, "
                "and error streams to a running container"),
     "update": ("berth.cli.commands.container:update", "Update configuration of one or more "

@@ -421,6 +421,15 @@ class Engine:
         self.db.record_event("container", "update", c.id, {"name": c.name})
         return c
 
+    def stats(self, ref: str) -> dict[str, Any]:
+        """The cgroup's counters now (runtime/cgroups: memory, cpu usage_ns, pids)."""
+        from berth.runtime.cgroups import open_cgroups
+        c = self.get(ref)
+        if c.status != "running":
+            raise Conflict(f"Container {c.id} is not running")
+        st, _ = self._runtime().load(c.id)
+        return dict(open_cgroups(st.cgroups_path, c.id).stats())
+
     def _stopped_by_user(self, cid: str) -> None:
         """stop and kill: the restart policy does not bring it back (docker's rule)."""
         with self.db.transaction() as tx:

@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "inspect": "Display detailed information on one or more containers",
     "exec": "Execute a command in a running container",
     "update": "Update configuration of one or more containers",
+    "stats": "Display a live stream of container(s) resource usage statistics",
     "attach": "Attach local standard input, output, and error streams to a running container",
     "pause": "Pause all processes within one or more containers",
     "unpause": "Unpause all processes within one or more containers",
@@ -676,6 +677,68 @@ def _exec(args: list[str], path: str) -> int:
         raise
 
 
+_STATS_HEADERS = {"Container": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %",
+                  "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
+                  "BlockIO": "BLOCK I/O", "PIDs": "PIDS", "ID": "CONTAINER ID"}
+
+
+def _stats(args: list[str], path: str) -> int:
+    """docker's stats: CPU % over an interval (1 s live, ~0.5 s for --no-stream's one sample),
+    memory usage / limit (the host's memory when unlimited), pids. Network and block I/O are
+    not measured yet (shown as --)."""
+    from berth.cli import format as fmt
+    cmd = Command(path, "[OPTIONS] [CONTAINER...]", SUBCOMMANDS["stats"], [
+        Flag("all", "a", help="Show all containers (default shows just running)"),
+        Flag("format", value="string", help="Format output using a custom template"),
+        Flag("no-stream", help="Disable streaming stats and only pull the first result"),
+        Flag("no-trunc", help="Do not truncate output"),
+    ])
+    opts, names = cmd.parse(args)
+    eng = _engine()
+    mem_total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    ncpu = os.cpu_count() or 1
+    default = ("table {{.Container}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t"
+               "{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}")
+
+    def sample() -> dict[str, tuple[Any, dict[str, Any]]]:
+        out = {}
+        for c in ([eng.get(n) for n in names] if names else eng.list()):
+            try:
+                out[c.id] = (c, eng.stats(c.id))
+            except BerthError:
+                continue
+        return out
+
+    first, t0 = sample(), time.monotonic()
+    while True:
+        time.sleep(0.5 if opts["no_stream"] else 1.0)
+        second, t1 = sample(), time.monotonic()
+        rows = []
+        for cid, (c, st) in second.items():
+            before = first.get(cid, (c, st))[1]
+            used = st.get("cpu", {}).get("usage_ns", 0) - before.get("cpu", {}).get(
+                "usage_ns", 0)
+            cpu = 100.0 * used / ((t1 - t0) * 1e9) if t1 > t0 else 0.0
+            mem = st.get("memory", {})
+            usage = int(mem.get("usage") or 0)
+            limit = int(mem.get("limit") or mem_total)
+            limit = min(limit, mem_total)
+            rows.append({
+                "Container": cid if opts["no_trunc"] else cid[:12], "ID": cid[:12],
+                "Name": c.name, "CPUPerc": f"{min(cpu, 100.0 * ncpu):.2f}%",
+                "MemUsage": f"{fmt.bytes_size(usage)} / {fmt.bytes_size(limit)}",
+                "MemPerc": f"{100.0 * usage / limit:.2f}%" if limit else "0.00%",
+                "NetIO": "--", "BlockIO": "--",
+                "PIDs": str((st.get("pids") or {}).get("current", 0))})
+        text = fmt.render(rows, opts["format"], default_table=default, headers=_STATS_HEADERS)
+        if opts["no_stream"]:
+            sys.stdout.write(text)
+            return 0
+        sys.stdout.write("\x1b[2J\x1b[H" + text)
+        sys.stdout.flush()
+        first, t0 = second, t1
+
+
 def _attach(args: list[str], path: str) -> int:
     cmd = Command(path, "[OPTIONS] CONTAINER", SUBCOMMANDS["attach"], [
         Flag("no-stdin", help="Do not attach STDIN"),
@@ -822,5 +885,5 @@ _HANDLERS = {"run": _run, "create": _create, "start": _start, "ls": _ps, "logs":
              "diff": _diff, "commit": _commit, "exec": _exec,
              "pause": _pause, "unpause": _unpause, "top": _top, "rename": _rename,
              "export": _export, "port": _port, "update": _update,
-             "attach": _attach}
+             "attach": _attach, "stats": _stats}
 
