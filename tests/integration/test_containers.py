@@ -450,3 +450,20 @@ def test_stats_and_a_fork_bomb_held_by_pids_limit(image: str) -> None:
     assert int(rows["bomb"][-1]) <= 20  # pids.max holds the fork bomb
     assert berth("stats", "--no-stream", "--format", "{{.Name}}", "busy").stdout == "busy\n"
     berth("rm", "-f", "busy", "bomb")
+
+
+def test_log_rotation_and_since(image: str, berth_env: BerthEnv) -> None:
+    berth("run", "--name", "chatty", "--log-opt", "max-size=2k", "--log-opt", "max-file=3",
+          image, "sh", "-c", "i=0; while [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done")
+    cid = berth("ps", "-aq", "--no-trunc").stdout.strip()
+    logs = sorted(p.name for p in (berth_env.root / "containers" / cid).glob("*-json.log*"))
+    assert logs == [f"{cid}-json.log", f"{cid}-json.log.1", f"{cid}-json.log.2"]
+    assert all((berth_env.root / "containers" / cid / n).stat().st_size <= 2048 for n in logs)
+    out = berth("logs", "chatty").stdout.splitlines()
+    assert out[-1] == "line-199" and len(out) < 200  # the oldest lines rotated away
+    assert out == [f"line-{i}" for i in range(200 - len(out), 200)]  # in order, none lost
+    assert berth("logs", "--since", "1h", "chatty").stdout.splitlines() == out
+    assert berth("logs", "--since", str(time.time() + 60), "chatty").stdout == ""
+    r = berth("run", "--log-opt", "max-file=2", image, "true", check=False)
+    assert r.returncode == 125 and "max-file cannot be set without max-size" in r.stderr
+    berth("rm", "chatty")

@@ -1,6 +1,7 @@
 """The idle life of a container's monitor: copy its output to the json-file log, reap it.
 
-Run as `python -S -I _pump.py OUT_FD ERR_FD LOG PID SYS_PATH ROOT RUN CID [ATTACH_SOCKET]` by
+Run as `python -S -I _pump.py OUT_FD ERR_FD LOG PID SYS_PATH ROOT RUN CID ATTACH_SOCKET MAX_SIZE
+MAX_FILE` by
 engine/monitor.py (with a terminal, OUT_FD is the pty master, ERR_FD the socket listening at
 ATTACH_SOCKET for clients),
 which exec()s into it once the container runs: the same process (still the container's parent
@@ -53,9 +54,44 @@ def _entry(data: bytes, stream: str) -> bytes:
     return f'{{"log":"{_esc(text)}","stream":"{stream}","time":"{_now()}"}}\n'.encode()
 
 
-def pump(log: str, streams: dict) -> None:
+class Log:
+    """The json-file log, rotated as docker's --log-opt max-size/max-file do: when a write
+    would pass max_size, LOG becomes LOG.1 (LOG.1 becomes LOG.2 …, at most max_file files)."""
+
+    def __init__(self, path: str, max_size: int = 0, max_file: int = 1) -> None:
+        self.path, self.max_size, self.max_file = path, max_size, max(1, max_file)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.size = os.fstat(self.fd).st_size
+
+    def write(self, data: bytes) -> None:
+        if self.max_size and self.size + len(data) > self.max_size and data.count(b"\n") > 1:
+            for entry in data.splitlines(keepends=True):  # rotate between entries
+                self.write(entry)
+            return
+        if self.max_size and self.size and self.size + len(data) > self.max_size:
+            os.close(self.fd)
+            if self.max_file == 1:
+                os.truncate(self.path, 0)
+            else:
+                for i in range(self.max_file - 1, 0, -1):
+                    src = self.path if i == 1 else f"{self.path}.{i - 1}"
+                    try:
+                        os.rename(src, f"{self.path}.{i}")
+                    except FileNotFoundError:
+                        pass
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                              0o640)
+            self.size = 0
+        os.write(self.fd, data)
+        self.size += len(data)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def pump(log: "Log", streams: dict) -> None:
     partial = {fd: b"" for fd in streams}
-    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    out = log
     poller = select.poll()
     for fd in streams:
         poller.register(fd, select.POLLIN)
@@ -68,7 +104,7 @@ def pump(log: str, streams: dict) -> None:
                 live.discard(fd)
                 os.close(fd)
                 if partial[fd]:
-                    os.write(out, _entry(partial[fd], streams[fd]))
+                    out.write(_entry(partial[fd], streams[fd]))
                 continue
             lines = (partial[fd] + data).split(b"\n")
             partial[fd] = lines.pop()
@@ -77,14 +113,13 @@ def pump(log: str, streams: dict) -> None:
                 chunk += _entry(partial[fd], streams[fd])
                 partial[fd] = b""
             if chunk:
-                os.write(out, chunk)
-    os.close(out)
+                out.write(chunk)
 
 
 _REPLAY = 1 << 16  # what a terminal printed before anyone attached, shown to the first client
 
 
-def pump_tty(log: str, master: int, listen_fd: int, sock_path: str) -> None:
+def pump_tty(log: "Log", master: int, listen_fd: int, sock_path: str) -> None:
     """With a terminal: the pty master carries the container's output (logged as stdout and
     sent to every client attached on `sock_path`) and its input (from the clients). Clients
     speak frames: b"d" + 4-byte length + bytes to type, b"r" + rows and cols (2 bytes each)
@@ -93,7 +128,7 @@ def pump_tty(log: str, master: int, listen_fd: int, sock_path: str) -> None:
     import fcntl
     import socket
     import termios
-    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    out = log
     listener = socket.socket(fileno=listen_fd)
     clients: dict = {}  # fd -> [socket, pending input bytes]
     replay = b""
@@ -124,7 +159,7 @@ def pump_tty(log: str, master: int, listen_fd: int, sock_path: str) -> None:
                 partial = lines.pop()
                 chunk = b"".join(_entry(line + b"\n", "stdout") for line in lines)
                 if chunk:
-                    os.write(out, chunk)
+                    out.write(chunk)
             elif fd == listener.fileno():
                 conn, _ = listener.accept()
                 if not attached_once:
@@ -174,8 +209,7 @@ def pump_tty(log: str, master: int, listen_fd: int, sock_path: str) -> None:
                 if fd in clients:
                     clients[fd][1] = buf
     if partial:
-        os.write(out, _entry(partial, "stdout"))
-    os.close(out)
+        out.write(_entry(partial, "stdout"))
     for c in clients.values():
         c[0].close()
     listener.close()
@@ -208,10 +242,14 @@ def main(argv: list) -> None:
     out_fd, err_fd, log, pid = int(argv[1]), int(argv[2]), argv[3], int(argv[4])
     paths, root, run, cid = argv[5].split(os.pathsep), argv[6], argv[7], argv[8]
     attach = argv[9] if len(argv) > 9 else ""
+    max_size = int(argv[10]) if len(argv) > 10 else 0
+    max_file = int(argv[11]) if len(argv) > 11 else 1
+    out = Log(log, max_size, max_file)
     if attach:
-        pump_tty(log, out_fd, err_fd, attach)
+        pump_tty(out, out_fd, err_fd, attach)
     else:
-        pump(log, {out_fd: "stdout", err_fd: "stderr"})
+        pump(out, {out_fd: "stdout", err_fd: "stderr"})
+    out.close()
     code = reap(pid)
     sys.path[:0] = [p for p in paths if p]
     from berth.engine.monitor import finish

@@ -31,7 +31,7 @@ from typing import Any
 
 from berth.errors import Conflict, InvalidArgument, NoSuchContainer
 
-from .options import merge_env, parse_restart
+from .options import merge_env, parse_log_opts, parse_restart
 from .spec import CreateOptions, container_spec
 
 TYPE_CHECKING = False
@@ -198,7 +198,8 @@ class Engine:
         from .health import health_config
         record = {"args": spec["process"]["args"], "hostname": hostname, "tty": opts.tty,
                   "restart": restart,
-                  "healthcheck": health_config(cfg.get("Healthcheck"), opts.health), "labels": labels, "stop_signal": stop_signal,
+                  "healthcheck": health_config(cfg.get("Healthcheck"), opts.health),
+                  "log": parse_log_opts(opts.log_opts), "labels": labels, "stop_signal": stop_signal,
                   "stop_timeout": opts.stop_timeout,
                   "entrypoint": ep or None, "cmd": cmd or None,
                   "env": merge_env(cfg.get("Env"), opts.env, os.environ),

@@ -191,8 +191,9 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
                    "monitor_pid = ?, exit_code = 0, finished_ns = 0, health = '' WHERE id = ?",
                    (state.pid, time.time_ns(), os.getpid(), cid))
         db.record_event("container", "start", cid, {"name": name})
-    check = json.loads(db.read("SELECT config FROM containers WHERE id = ?",
-                               (cid,))[0][0]).get("healthcheck")
+    record = json.loads(db.read("SELECT config FROM containers WHERE id = ?", (cid,))[0][0])
+    check = record.get("healthcheck")
+    log_opts = record.get("log") or {}
     db.close()
     attach = str(attach_path(run, cid))
     if master >= 0:  # with a terminal the pty carries both streams, and clients attach on a
@@ -235,7 +236,9 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     paths = os.pathsep.join(p for p in sys.path if p and os.path.isabs(p))
     os.execv(_named_link(run, py), [MONITOR_NAME, "-S", "-I", pump, str(out_r), str(err_r),
                                     str(log_path(root, cid)), str(state.pid), paths, root, run,
-                                    cid, attach if master >= 0 else ""])
+                                    cid, attach if master >= 0 else "",
+                                    str(log_opts.get("max_size", 0)),
+                                    str(log_opts.get("max_file", 1))])
 
 
 def should_restart(policy: dict[str, Any], code: int, count: int, stopped: bool) -> bool:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 from berth.errors import InvalidArgument
 
 __all__ = ["BindMount", "User", "merge_env", "parse_bytes", "parse_cpus", "parse_env_file",
-           "parse_mount", "parse_restart", "parse_tmpfs", "parse_ulimit", "parse_volume", "resolve_command",
+           "parse_log_opts", "parse_mount", "parse_restart", "parse_tmpfs", "parse_ulimit", "parse_volume", "resolve_command",
            "resolve_user"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -72,6 +72,26 @@ def merge_env(image_env: Sequence[str] | None, flags: Sequence[str],
             out.append(item)
         else:  # replaced where it was, as docker's ReplaceOrAppendEnvValues does
             out[at] = item
+    return out
+
+
+def parse_log_opts(items: Sequence[str]) -> dict[str, int]:
+    """`--log-opt max-size=10m --log-opt max-file=3` (json-file's options)."""
+    out = {"max_size": 0, "max_file": 1}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise InvalidArgument(f"invalid key value pair format in log options: {item!r}")
+        if key == "max-size":
+            out["max_size"] = parse_bytes(value, "--log-opt max-size")
+        elif key == "max-file":
+            if not value.isdigit() or int(value) < 1:
+                raise InvalidArgument(f"invalid value for max-file: {value!r}")
+            out["max_file"] = int(value)
+        else:
+            raise InvalidArgument(f"unknown log opt '{key}' for json-file log driver")
+    if out["max_file"] > 1 and not out["max_size"]:
+        raise InvalidArgument("max-file cannot be set without max-size")
     return out
 
 

@@ -78,6 +78,7 @@ class CreateOptions:
     mounts: list[BindMount] = field(default_factory=list)
     restart: str = "no"
     init: bool = False
+    log_opts: list[str] = field(default_factory=list)  # max-size=10m, max-file=3
     health: dict[str, Any] = field(default_factory=dict)  # cmd, interval, … no_healthcheck
     labels: list[str] = field(default_factory=list)
     stop_signal: str = ""

@@ -68,6 +68,8 @@ _CREATE_FLAGS = [
     Flag("health-start-period", value="duration", help="Start period for the container to "
          "initialize before starting health-retries countdown"),
     Flag("no-healthcheck", help="Disable any container-specified HEALTHCHECK"),
+    Flag("log-opt", value="list", repeat=True, help="Log driver options (json-file: max-size, "
+         "max-file)"),
     Flag("stop-timeout", value="int", help="Timeout (in seconds) to stop a container"),
     Flag("volume", "v", "list", repeat=True, help="Bind mount a volume"),
     Flag("mount", value="mount", repeat=True, help="Attach a filesystem mount to the container"),
@@ -160,6 +162,7 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
         pids_limit=num("pids_limit", "--pids-limit"), ulimits=opts["ulimit"],
         network=opts["network"], mounts=mounts, restart=opts["restart"],
         labels=opts["label"], stop_signal=opts["stop_signal"], init=opts["init"],
+        log_opts=opts["log_opt"],
         health={"cmd": opts["health_cmd"], "interval": opts["health_interval"],
                 "timeout": opts["health_timeout"], "retries": opts["health_retries"],
                 "start_period": opts["health_start_period"],
@@ -562,16 +565,27 @@ def _matches(c: Any, filters: dict[str, list[str]]) -> bool:
 def _logs(args: list[str], path: str) -> int:
     cmd = Command(path, "[OPTIONS] CONTAINER", SUBCOMMANDS["logs"], [
         Flag("follow", "f", help="Follow log output"),
+        Flag("since", value="string", help="Show logs since timestamp (e.g. "
+             "\"2013-01-02T13:23:37Z\") or relative (e.g. \"42m\" for 42 minutes)"),
         Flag("tail", "n", "string", default="all", help="Number of lines to show from the end"),
         Flag("timestamps", "t", help="Show timestamps"),
     ], min_args=1, max_args=1)
     opts, (name,) = cmd.parse(args)
     eng = _engine()
     c = eng.get(name)
-    try:
-        lines = eng.log_path(c.id).read_bytes().splitlines()
-    except FileNotFoundError:
-        lines = []
+    base = eng.log_path(c.id)
+    lines = []
+    rotated = sorted((p for p in base.parent.glob(base.name + ".*") if p.suffix[1:].isdigit()),
+                     key=lambda p: -int(p.suffix[1:]))  # oldest first: LOG.N … LOG.1
+    for p in [*rotated, base]:
+        try:
+            lines += p.read_bytes().splitlines()
+        except FileNotFoundError:
+            continue
+    if opts["since"]:
+        since = _since_ts(opts["since"])
+        lines = [ln for ln in lines
+                 if fmt_parse_rfc3339(json.loads(ln).get("time", "")) >= since]
     if opts["tail"] != "all":
         try:
             n = int(opts["tail"])
@@ -597,6 +611,29 @@ def _logs(args: list[str], path: str) -> int:
                 return 0
             time.sleep(0.05)
     return 0
+
+
+def fmt_parse_rfc3339(text: str) -> float:
+    from berth.cli.format import parse_rfc3339
+    return parse_rfc3339(text)
+
+
+def _since_ts(text: str) -> float:
+    """docker's --since: an RFC 3339 time, a Unix timestamp, or a duration ago ("42m")."""
+    t = text.strip()
+    try:
+        return float(t)
+    except ValueError:
+        pass
+    if "T" in t or t.count("-") >= 2:
+        ts = fmt_parse_rfc3339(t if ("Z" in t or "+" in t[10:]) else t + "Z")
+        if ts:
+            return ts
+    from berth.image.changes import parse_duration
+    try:
+        return time.time() - parse_duration(t, "--since") / 1e9
+    except InvalidArgument:
+        raise InvalidArgument(f"invalid value for \"since\": {text!r}") from None
 
 
 def _inspect(args: list[str], path: str) -> int:
