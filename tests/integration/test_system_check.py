@@ -380,3 +380,22 @@ def test_a_failed_add_leaves_garbage_not_damage(store: ImageStore) -> None:
     files, records = state(store)
     assert records == before[1]
     assert lasting(files) == lasting(before[0])
+
+
+def test_repair_keeps_a_broken_image_a_container_uses(berth_env: BerthEnv) -> None:
+    users = {"c" * 64}
+    s = ImageStore(berth_env.root, in_use=lambda image_id: sorted(users))
+    try:
+        image_id = add(s, [BASE, APP], "used:1")
+        flip(s.blobs.path(s.layer_blob(s.get("used:1").layers[1])[0]))
+        import shutil
+        shutil.rmtree(s.layer_path(s.get("used:1").layers[1]))
+        actions = fsck.repair(s)
+        assert any("kept image" in a and "cccccccccccc" in a for a in actions)
+        assert s.get("used:1").id == image_id
+        assert fsck.check(s).damage  # still reported, until the container is gone
+        users.clear()
+        fsck.repair(s)
+        assert fsck.check(s).problems == []
+    finally:
+        s.close()

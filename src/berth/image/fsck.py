@@ -206,6 +206,12 @@ def repair(store: ImageStore, report: Report | None = None) -> list[str]:
                         "SELECT DISTINCT image_id FROM image_layers WHERE chain_id = ?",
                         (p.subject,)))
         for image_id in sorted(doomed):
+            users = store.in_use(image_id) if store.in_use is not None else []
+            if users:  # its layers lie under those containers: the user decides
+                done.append(f"kept image {image_id}, which cannot be mended, because "
+                            f"container(s) {', '.join(u[:12] for u in users)} use it: remove "
+                            "them, then run --repair again")
+                continue
             _remove_image(store, image_id)
             done.append(f"removed image {image_id} (it cannot be mended)")
         with store.db.transaction() as tx:
