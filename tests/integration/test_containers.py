@@ -445,7 +445,7 @@ def test_stats_and_a_fork_bomb_held_by_pids_limit(image: str) -> None:
     time.sleep(1.0)
     rows = {ln.split()[1]: ln.split() for ln in
             berth("stats", "--no-stream").stdout.splitlines()[1:]}
-    assert float(rows["busy"][2].rstrip("%")) > 50  # a spinning shell
+    assert float(rows["busy"][2].rstrip("%")) > 20  # a spinning shell (on a busy machine too)
     assert rows["busy"][5] == "64MiB"
     assert int(rows["bomb"][-1]) <= 20  # pids.max holds the fork bomb
     assert berth("stats", "--no-stream", "--format", "{{.Name}}", "busy").stdout == "busy\n"
