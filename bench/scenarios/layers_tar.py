@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import CommandFailed, Context, Measurement, Tool, scenario
+from . import run_timed as _run_timed
 
 REFERENCE = "GNU tar"
 SEED = 20261128
@@ -205,17 +206,8 @@ def berth_call(py: str, call: str, *args: str) -> list[str]:
 
 
 def run_timed(argv: Sequence[str], timeout: float = TIMEOUT_S) -> float:
-    t0 = time.perf_counter_ns()
-    try:
-        r = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        raise CommandFailed(f"timed out after {timeout} s: {' '.join(argv)}") from e
-    ms = (time.perf_counter_ns() - t0) / 1e6
-    if r.returncode != 0:
-        tail = r.stderr.decode(errors="replace").strip().splitlines()[-3:]
-        raise CommandFailed(f"exit {r.returncode}: {' | '.join(tail) or '(no stderr)'}")
-    return ms
+    """scenarios.run_timed with this scenario's longer timeout."""
+    return _run_timed(argv, timeout)
 
 
 @dataclass

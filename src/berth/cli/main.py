@@ -111,6 +111,25 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def run_group(group: str, summary: str, subcommands: dict[str, str],
+              aliases: dict[str, str], args: list[str],
+              dispatch: Callable[[str, list[str], str], int]) -> int:
+    """A management command (`berth image …`, `berth container …`): its usage, its aliases
+    (`ps` for `ls`), docker's message for an unknown subcommand."""
+    if not args or args[0] in ("-h", "--help"):
+        width = max(map(len, subcommands))
+        lines = "\n".join(f"  {k.ljust(width)}  {v}" for k, v in subcommands.items())
+        print(f"Usage:  berth {group} COMMAND\n\n{summary}\n\nCommands:\n{lines}\n\n"
+              f"Run 'berth {group} COMMAND --help' for more information on a command.")
+        return 0 if args else 1
+    name = aliases.get(args[0], args[0])
+    if name not in subcommands:
+        print(f"berth: '{group} {args[0]}' is not a berth command.\n"
+              f"See 'berth {group} --help'", file=sys.stderr)
+        return EXIT_ENGINE_ERROR
+    return dispatch(name, args[1:], f"berth {group} {name}")
+
+
 def guarded(fn: Callable[[], int]) -> int:
     """Run a command body: `--help` prints usage (0); a BerthError prints "Error: …" (125)."""
     from berth.cli.args import HelpRequested, UsageError

@@ -100,18 +100,9 @@ def _engine() -> Any:
 
 
 def run(args: list[str]) -> int:
-    if not args or args[0] in ("-h", "--help"):
-        width = max(map(len, SUBCOMMANDS))
-        lines = "\n".join(f"  {k.ljust(width)}  {v}" for k, v in SUBCOMMANDS.items())
-        print(f"Usage:  berth container COMMAND\n\nManage containers\n\nCommands:\n{lines}\n\n"
-              "Run 'berth container COMMAND --help' for more information on a command.")
-        return 0 if args else 1
-    name = ALIASES.get(args[0], args[0])
-    if name not in SUBCOMMANDS:
-        print(f"berth: 'container {args[0]}' is not a berth command.\n"
-              "See 'berth container --help'", file=sys.stderr)
-        return 125
-    return dispatch(name, args[1:], f"berth container {name}")
+    """`berth container SUBCOMMAND`."""
+    from berth.cli.main import run_group
+    return run_group("container", "Manage containers", SUBCOMMANDS, ALIASES, args, dispatch)
 
 
 def dispatch(name: str, args: list[str], path: str) -> int:

@@ -34,18 +34,8 @@ def _store() -> Any:
 
 def run(args: list[str]) -> int:
     """`berth image SUBCOMMAND`."""
-    if not args or args[0] in ("-h", "--help"):
-        width = max(map(len, SUBCOMMANDS))
-        lines = "\n".join(f"  {k.ljust(width)}  {v}" for k, v in SUBCOMMANDS.items())
-        print(f"Usage:  berth image COMMAND\n\nManage images\n\nCommands:\n{lines}\n\n"
-              "Run 'berth image COMMAND --help' for more information on a command.")
-        return 0 if args else 1
-    name = ALIASES.get(args[0], args[0])
-    if name not in SUBCOMMANDS:
-        print(f"berth: 'image {args[0]}' is not a berth command.\nSee 'berth image --help'",
-              file=sys.stderr)
-        return 125
-    return dispatch(name, args[1:], f"berth image {name}")
+    from berth.cli.main import run_group
+    return run_group("image", "Manage images", SUBCOMMANDS, ALIASES, args, dispatch)
 
 
 def dispatch(name: str, args: list[str], path: str) -> int:

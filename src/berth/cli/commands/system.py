@@ -12,18 +12,13 @@ SUBCOMMANDS = {
 
 
 def run(args: list[str]) -> int:
-    if not args or args[0] in ("-h", "--help"):
-        width = max(map(len, SUBCOMMANDS))
-        lines = "\n".join(f"  {k.ljust(width)}  {v}" for k, v in SUBCOMMANDS.items())
-        print(f"Usage:  berth system COMMAND\n\nManage berth\n\nCommands:\n{lines}\n\n"
-              "Run 'berth system COMMAND --help' for more information on a command.")
-        return 0 if args else 1
-    if args[0] not in SUBCOMMANDS:
-        print(f"berth: 'system {args[0]}' is not a berth command.\nSee 'berth system --help'",
-              file=sys.stderr)
-        return 125
+    from berth.cli.main import run_group
+    return run_group("system", "Manage berth", SUBCOMMANDS, {}, args, dispatch)
+
+
+def dispatch(name: str, args: list[str], path: str) -> int:
     from berth.cli.main import guarded
-    return guarded(lambda: _check(args[1:], "berth system check"))
+    return guarded(lambda: _check(args, path))
 
 
 def _check(args: list[str], path: str) -> int:
