@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from berth.errors import Conflict, InvalidArgument, NoSuchContainer
+from berth.errors import BerthError, Conflict, InvalidArgument, NoSuchContainer
 
 from .options import merge_env, parse_log_opts, parse_restart
 from .spec import CreateOptions, container_spec
@@ -273,6 +273,8 @@ class Engine:
         if c.status != "running" or not c.pid:
             raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
         self._stopped_by_user(c.id)
+        if sig == signal.SIGKILL:
+            self._thaw(c)
         with contextlib.suppress(ProcessLookupError):
             os.kill(c.pid, sig)
         self.db.record_event("container", "kill", c.id,
@@ -325,6 +327,12 @@ class Engine:
             return bool(self._runtime().state(c.id).get("status") == "paused")
         except Exception:  # noqa: BLE001 - gone meanwhile: not paused
             return False
+
+    def _thaw(self, c: Container) -> None:
+        """stop, kill and rm of a paused container: docker unpauses it first."""
+        if self.paused(c):
+            with contextlib.suppress(BerthError, OSError):
+                self._runtime().resume(c.id)
 
     def pause(self, ref: str) -> Container:
         c = self.get(ref)
@@ -477,6 +485,7 @@ class Engine:
         self._stopped_by_user(c.id)
         if c.status != "running":
             return c
+        self._thaw(c)
         with contextlib.suppress(ProcessLookupError):
             os.kill(c.pid, sig)
         try:
@@ -496,11 +505,16 @@ class Engine:
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
                                "container before attempting removal or force remove")
+            self._thaw(c)  # a frozen process cannot die
             if c.pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(c.pid, signal.SIGKILL)
             with contextlib.suppress(NoSuchContainer):
                 self.wait(c.id, 15)
+        # Whatever the record says (a dead monitor leaves processes without a parent), the
+        # runtime kills what is left in the container's cgroup and removes its state.
+        with contextlib.suppress(BerthError, OSError):
+            self._runtime().delete(c.id, force=True)
         self.destroy(c.id)
         return c.id
 
