@@ -218,11 +218,6 @@ def repair(store: ImageStore, report: Report | None = None) -> list[str]:
             tx.execute("UPDATE layers SET refcount = (SELECT count(*) FROM image_layers il "
                        "WHERE il.chain_id = layers.chain_id)")
             freed, blobs = store._drop_unreferenced(tx)
-            for (d,) in tx.execute("SELECT digest FROM blobs WHERE media_type IN (?, ?) AND "
-                                   "digest NOT IN (SELECT id FROM images)",
-                                   tuple(CONFIG_TYPES)).fetchall():
-                tx.execute("DELETE FROM blobs WHERE digest = ?", (d,))
-                blobs.append(d)
         store._remove_files(freed, blobs)
         if any(p.kind == "refcount_wrong" for p in rep.damage):
             done.append("recounted layer references")

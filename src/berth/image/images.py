@@ -624,13 +624,11 @@ class ImageStore:
         tx.execute("DELETE FROM images WHERE id = ?", (image_id,))
         for c in chains:
             tx.execute("UPDATE layers SET refcount = refcount - 1 WHERE chain_id = ?", (c,))
-        freed, blobs = self._drop_unreferenced(tx)
-        if tx.execute("DELETE FROM blobs WHERE digest = ?", (image_id,)).rowcount:
-            blobs.append(image_id)
-        return freed, blobs
+        return self._drop_unreferenced(tx)  # its config blob too, now that no image has it
 
     def _drop_unreferenced(self, tx: Any) -> _Freed:
-        """Delete rows of layers with refcount 0 (top first) and of layer blobs no layer uses."""
+        """Delete rows of layers with refcount 0 (top first), of layer blobs no layer uses and of
+        config blobs no image has."""
         freed: builtins.list[str] = []
         while True:
             rows = [r[0] for r in tx.execute(
@@ -645,6 +643,9 @@ class ImageStore:
             "SELECT digest FROM blobs b WHERE media_type IN (?, ?, ?) AND NOT EXISTS "
             "(SELECT 1 FROM layers l WHERE l.blob_digest = b.digest)",
             tuple(_LAYER_MEDIA.values()))]
+        blobs += [r[0] for r in tx.execute(  # config blobs of no image (a failed add's)
+            "SELECT digest FROM blobs WHERE media_type IN (?, ?) AND "
+            "digest NOT IN (SELECT id FROM images)", tuple(CONFIG_TYPES))]
         for d in blobs:
             tx.execute("DELETE FROM blobs WHERE digest = ?", (d,))
         return freed, blobs
@@ -664,11 +665,6 @@ class ImageStore:
         with self._lock(fcntl.LOCK_EX):
             with self.db.transaction() as tx:
                 freed, blobs = self._drop_unreferenced(tx)
-                for (d,) in tx.execute("SELECT digest FROM blobs WHERE media_type IN (?, ?) AND "
-                                       "digest NOT IN (SELECT id FROM images)",
-                                       tuple(CONFIG_TYPES)).fetchall():
-                    tx.execute("DELETE FROM blobs WHERE digest = ?", (d,))
-                    blobs.append(d)
                 known = {Digest.parse(r[0]).encoded
                          for r in tx.execute("SELECT chain_id FROM layers")}
                 recorded = {Digest.parse(r[0]).encoded

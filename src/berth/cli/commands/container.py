@@ -19,6 +19,8 @@ from typing import Any
 from berth.cli.args import Command, Flag
 from berth.errors import BerthError, InvalidArgument
 
+from .common import for_each
+
 SUBCOMMANDS = {
     "run": "Create and run a new container from an image",
     "create": "Create a new container",
@@ -44,6 +46,19 @@ SUBCOMMANDS = {
     "commit": "Create a new image from a container's changes",
 }
 ALIASES = {"ps": "ls", "list": "ls", "remove": "rm"}
+
+# the limits `run`/`create` and `update` take alike
+_RESOURCE_FLAGS = [
+    Flag("memory", "m", "bytes", help="Memory limit"),
+    Flag("memory-swap", value="bytes", help="Swap limit equal to memory plus swap: '-1' "
+         "to enable unlimited swap"),
+    Flag("cpus", value="decimal", help="Number of CPUs"),
+    Flag("cpu-shares", "c", "int", help="CPU shares (relative weight)"),
+    Flag("cpuset-cpus", value="string", help="CPUs in which to allow execution (0-3, "
+         "0,1)"),
+    Flag("pids-limit", value="int", help="Tune container pids limit (set -1 for "
+         "unlimited)"),
+]
 
 _CREATE_FLAGS = [
     Flag("detach", "d", help="Run container in background and print container ID"),
@@ -75,13 +90,7 @@ _CREATE_FLAGS = [
     Flag("mount", value="mount", repeat=True, help="Attach a filesystem mount to the container"),
     Flag("tmpfs", value="list", repeat=True, help="Mount a tmpfs directory"),
     Flag("read-only", help="Mount the container's root filesystem as read only"),
-    Flag("memory", "m", "bytes", help="Memory limit"),
-    Flag("memory-swap", value="bytes", help="Swap limit equal to memory plus swap: '-1' to "
-         "enable unlimited swap"),
-    Flag("cpus", value="decimal", help="Number of CPUs"),
-    Flag("cpu-shares", "c", "int", help="CPU shares (relative weight)"),
-    Flag("cpuset-cpus", value="string", help="CPUs in which to allow execution (0-3, 0,1)"),
-    Flag("pids-limit", value="int", help="Tune container pids limit (set -1 for unlimited)"),
+    *_RESOURCE_FLAGS,
     Flag("ulimit", value="ulimit", repeat=True, help="Ulimit options"),
     Flag("cap-add", value="list", repeat=True, help="Add Linux capabilities"),
     Flag("cap-drop", value="list", repeat=True, help="Drop Linux capabilities"),
@@ -381,25 +390,12 @@ def _copy_log(log: Any, pos: int) -> int:
 
 # --- start / stop / kill / rm / wait -------------------------------------------------------------
 
-def _each(names: list[str], fn: Any) -> int:
-    failed = False
-    for n in names:
-        try:
-            out = fn(n)
-            if out is not None:
-                print(out)
-        except BerthError as e:
-            print(f"Error: {e}", file=sys.stderr)
-            failed = True
-    return 125 if failed else 0
-
-
 def _start(args: list[str], path: str) -> int:
     cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["start"],
                   min_args=1)
     _, names = cmd.parse(args)
     eng = _engine()
-    return _each(names, lambda n: (eng.start(n), n)[1])
+    return for_each(names, lambda n: (eng.start(n), n)[1])
 
 
 def _stop(args: list[str], path: str) -> int:
@@ -416,7 +412,7 @@ def _stop(args: list[str], path: str) -> int:
             from None
     sig = _signal(opts["signal"]) if opts["signal"] else None
     eng = _engine()
-    return _each(names, lambda n: (eng.stop(n, timeout, sig), n)[1])
+    return for_each(names, lambda n: (eng.stop(n, timeout, sig), n)[1])
 
 
 def _signal(text: str) -> int:
@@ -431,7 +427,7 @@ def _kill(args: list[str], path: str) -> int:
     opts, names = cmd.parse(args)
     sig = _signal(opts["signal"])
     eng = _engine()
-    return _each(names, lambda n: (eng.kill(n, sig), n)[1])
+    return for_each(names, lambda n: (eng.kill(n, sig), n)[1])
 
 
 def _rm(args: list[str], path: str) -> int:
@@ -440,14 +436,14 @@ def _rm(args: list[str], path: str) -> int:
     ], min_args=1)
     opts, names = cmd.parse(args)
     eng = _engine()
-    return _each(names, lambda n: (eng.remove(n, force=opts["force"]), n)[1])
+    return for_each(names, lambda n: (eng.remove(n, force=opts["force"]), n)[1])
 
 
 def _wait(args: list[str], path: str) -> int:
     cmd = Command(path, "CONTAINER [CONTAINER...]", SUBCOMMANDS["wait"], min_args=1)
     _, names = cmd.parse(args)
     eng = _engine()
-    return _each(names, lambda n: eng.wait(n))
+    return for_each(names, lambda n: eng.wait(n))
 
 
 # --- ps, logs, inspect ---------------------------------------------------------------------------
@@ -628,22 +624,19 @@ def _since_ts(text: str) -> float:
 
 
 def _inspect(args: list[str], path: str) -> int:
-    from berth.cli import format as fmt
     from berth.image.images import rfc3339_nano
+
+    from .common import emit_inspect
     cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["inspect"], [
         Flag("format", "f", "string", help="Format output using a custom template"),
     ], min_args=1)
     opts, names = cmd.parse(args)
     eng = _engine()
-    docs, errors = [], []
-    for n in names:
-        try:
-            c = eng.get(n)
-        except BerthError as e:
-            errors.append(str(e))
-            continue
+
+    def describe(name: str) -> dict[str, Any]:
+        c = eng.get(name)
         spec = json.loads((eng.container_dir(c.id) / "config.json").read_text())
-        docs.append({
+        return {
             "Id": c.id, "Created": rfc3339_nano(c.created_ns), "Path": c.command[0],
             "Args": c.command[1:],
             "State": {"Status": c.status, "Running": c.status == "running", "Paused": False,
@@ -666,15 +659,9 @@ def _inspect(args: list[str], path: str) -> int:
                        "StopSignal": c.config.get("stop_signal", "SIGTERM"),
                        "User": f"{spec['process']['user']['uid']}:"
                                f"{spec['process']['user']['gid']}"},
-        })
-    if opts["format"]:
-        tpl = fmt.Template(opts["format"])
-        sys.stdout.write("".join(tpl.execute(d) + "\n" for d in docs))
-    else:
-        sys.stdout.write(fmt.json_indent(docs) + "\n")
-    for e in errors:
-        print(f"Error: {e}", file=sys.stderr)
-    return 125 if errors else 0
+        }
+
+    return emit_inspect(names, describe, opts["format"])
 
 
 def _exec(args: list[str], path: str) -> int:
@@ -784,16 +771,8 @@ def _attach(args: list[str], path: str) -> int:
 
 def _update(args: list[str], path: str) -> int:
     from berth.engine.spec import CreateOptions
-    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["update"], [
-        Flag("memory", "m", "bytes", help="Memory limit"),
-        Flag("memory-swap", value="bytes", help="Swap limit equal to memory plus swap: -1 to "
-             "enable unlimited swap"),
-        Flag("cpus", value="decimal", help="Number of CPUs"),
-        Flag("cpu-shares", "c", "int", help="CPU shares (relative weight)"),
-        Flag("cpuset-cpus", value="string", help="CPUs in which to allow execution (0-3, 0,1)"),
-        Flag("pids-limit", value="int", help="Tune container pids limit (set -1 for "
-             "unlimited)"),
-    ], min_args=1)
+    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["update"],
+                  list(_RESOURCE_FLAGS), min_args=1)
     opts, names = cmd.parse(args)
     try:
         shares = int(opts["cpu_shares"]) if opts["cpu_shares"] else 0
@@ -804,21 +783,21 @@ def _update(args: list[str], path: str) -> int:
                         cpus=opts["cpus"], cpu_shares=shares, cpuset_cpus=opts["cpuset_cpus"],
                         pids_limit=pids)
     eng = _engine()
-    return _each(names, lambda n: (eng.update(n, new), n)[1])
+    return for_each(names, lambda n: (eng.update(n, new), n)[1])
 
 
 def _pause(args: list[str], path: str) -> int:
     cmd = Command(path, "CONTAINER [CONTAINER...]", SUBCOMMANDS["pause"], min_args=1)
     _, names = cmd.parse(args)
     eng = _engine()
-    return _each(names, lambda n: (eng.pause(n), n)[1])
+    return for_each(names, lambda n: (eng.pause(n), n)[1])
 
 
 def _unpause(args: list[str], path: str) -> int:
     cmd = Command(path, "CONTAINER [CONTAINER...]", SUBCOMMANDS["unpause"], min_args=1)
     _, names = cmd.parse(args)
     eng = _engine()
-    return _each(names, lambda n: (eng.unpause(n), n)[1])
+    return for_each(names, lambda n: (eng.unpause(n), n)[1])
 
 
 def _top(args: list[str], path: str) -> int:

@@ -12,7 +12,9 @@ import sys
 from typing import Any
 
 from berth.cli.args import Command, Flag
-from berth.errors import BerthError, InvalidArgument
+from berth.errors import InvalidArgument
+
+from .common import for_each
 
 SUBCOMMANDS = {
     "ls": "List images",
@@ -143,26 +145,12 @@ def _filter_images(store: Any, images: list[Any], filters: dict[str, list[str]])
 # --- inspect -----------------------------------------------------------------------------------
 
 def _inspect(args: list[str], path: str) -> int:
-    from berth.cli import format as fmt
+    from .common import emit_inspect
     cmd = Command(path, "[OPTIONS] IMAGE [IMAGE...]", SUBCOMMANDS["inspect"], [
         Flag("format", "f", "string", help="Format output using a custom template"),
     ], min_args=1)
     opts, names = cmd.parse(args)
-    store = _store()
-    docs, errors = [], []
-    for n in names:
-        try:
-            docs.append(store.inspect(n))
-        except BerthError as e:
-            errors.append(str(e))
-    if opts["format"]:
-        tpl = fmt.Template(opts["format"])
-        sys.stdout.write("".join(tpl.execute(d) + "\n" for d in docs))
-    else:
-        sys.stdout.write(fmt.json_indent(docs) + "\n")
-    for e in errors:
-        print(f"Error: {e}", file=sys.stderr)
-    return 125 if errors else 0
+    return emit_inspect(names, _store().inspect, opts["format"])
 
 
 # --- tag, rm -----------------------------------------------------------------------------------
@@ -182,15 +170,8 @@ def _rm(args: list[str], path: str) -> int:
     ], min_args=1, aliases=("berth image rm", "berth image remove", "berth rmi"))
     opts, names = cmd.parse(args)
     store = _store()
-    failed = False
-    for n in names:
-        try:
-            for what, ident in store.remove(n, force=opts["force"]):
-                print(f"{what}: {ident}")
-        except BerthError as e:
-            print(f"Error: {e}", file=sys.stderr)
-            failed = True
-    return 125 if failed else 0
+    return for_each(names, lambda n: [f"{what}: {ident}"
+                                      for what, ident in store.remove(n, force=opts["force"])])
 
 
 # --- history -----------------------------------------------------------------------------------
