@@ -30,7 +30,7 @@ from helpers.bundle import make_bundle
 from helpers.rootfs import make_rootfs, make_rootfs_tar
 
 from . import Context, Measurement, Tool, measure_interleaved, scenario
-from .image_save_load import _env_tool, _Podman
+from .image_save_load import _env_tool, _Podman, _skip_podman
 
 IMAGE = "bench/busybox:1"
 BERTH = "/opt/berth-venv/bin/berth"
@@ -82,11 +82,7 @@ def container_run_true(ctx: Context) -> list[Measurement]:
             root = ctx.workdir / "runc-root"
             tools.append(Tool("runc", lambda i: [str(runc), "--root", str(root), "run",
                                                   "--bundle", str(bundle), f"bench-run-{i}"]))
-        measured = measure_interleaved(name, "podman", tools, ctx.n)
-        if setup.podman is None:
-            measured.append(Measurement(name, "podman", "podman", status="skipped",
-                                        note="quick mode: berth alone"))
-        return measured
+        return measure_interleaved(name, "podman", tools, ctx.n) + _skip_podman(name, setup)
     finally:
         setup.close()
 
@@ -118,6 +114,21 @@ def _pids_named(name: str) -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and _comm(int(p)) == name]
 
 
+def _idle_pss(name: str, tool: str, comm: str, run_d: list[str], env: dict[str, str],
+              n: int) -> Measurement:
+    """Start n idle containers with `run_d`; the PSS (KiB) of each new process named `comm`
+    (what the engine keeps running per container)."""
+    before = set(_pids_named(comm))
+    for _ in range(n):
+        subprocess.run([*run_d, "--network", "none", IMAGE, "sleep", "600"], env=env,
+                       check=True, capture_output=True, timeout=120)
+    time.sleep(1)
+    new = [p for p in _pids_named(comm) if p not in before]
+    return Measurement(name, tool, "podman", samples_ms=[float(_pss_kib(p)) for p in new],
+                       note=f"KiB of PSS of {comm} per container (the columns say ms), "
+                            f"{len(new)} processes")
+
+
 @scenario("container-idle-memory", reference="podman",
           description="PSS of what the engine keeps running per idle container (KiB)")
 def container_idle_memory(ctx: Context) -> list[Measurement]:
@@ -126,32 +137,13 @@ def container_idle_memory(ctx: Context) -> list[Measurement]:
     out: list[Measurement] = []
     n = 3 if ctx.quick else 5
     try:
-        before = set(_pids_named("berth-monitor"))
-        for i in range(n):
-            subprocess.run([BERTH, "run", "-d", "--network", "none", IMAGE, "sleep", "600"],
-                           env=setup.env, check=True, capture_output=True)
-        time.sleep(1)
-        monitors = [p for p in _pids_named("berth-monitor") if p not in before]
-        m = Measurement(name, "berth (monitor)", "podman",
-                        samples_ms=[float(_pss_kib(p)) for p in monitors])
-        m.note = f"KiB of PSS per container (the columns say ms), {len(monitors)} monitors"
-        out.append(m)
+        out.append(_idle_pss(name, "berth (monitor)", "berth-monitor", [BERTH, "run", "-d"],
+                             setup.env, n))
         if setup.podman is not None:
             p = setup.podman
-            before = set(_pids_named("conmon"))
-            for i in range(n):
-                subprocess.run(p.argv("run", "-d", "--network", "none", "--runtime", "runc",
-                                      IMAGE, "sleep", "600"), env=p.env, check=True,
-                               capture_output=True, timeout=120)
-            time.sleep(1)
-            conmons = [x for x in _pids_named("conmon") if x not in before]
-            c = Measurement(name, "podman", "podman",
-                            samples_ms=[float(_pss_kib(x)) for x in conmons])
-            c.note = f"KiB of PSS of conmon per container, {len(conmons)} conmons"
-            out.append(c)
-        else:
-            out.append(Measurement(name, "podman", "podman", status="skipped",
-                                   note="quick mode: berth alone"))
+            out.append(_idle_pss(name, "podman", "conmon",
+                                 p.argv("run", "-d", "--runtime", "runc"), p.env, n))
+        out += _skip_podman(name, setup)
         for m in out:
             if m.samples_ms:
                 m.note += f"; median {statistics.median(m.samples_ms):.0f} KiB"
@@ -196,9 +188,6 @@ def containers_50_run_rm(ctx: Context) -> list[Measurement]:
                 if r.returncode != 0:
                     rm_m.status, rm_m.note = "error", r.stderr.strip()[-200:]
             out += [run_m, rm_m]
-        if setup.podman is None:
-            out.append(Measurement(name, "podman", f"podman run -d ×{count}", status="skipped",
-                                   note="quick mode: berth alone"))
-        return out
+        return out + _skip_podman(name, setup)
     finally:
         setup.close()
