@@ -412,7 +412,9 @@ def test_health_goes_starting_healthy_unhealthy(image: str, berth_env: BerthEnv)
     deadline = time.monotonic() + 15
     while status() != "healthy" and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert status() == "healthy" and "(healthy)" in berth("ps").stdout
+    assert status() == "healthy" and "(healthy)" in berth("ps").stdout, (
+        berth("container", "inspect", "--format", "{{json .State.Health}}", "h1").stdout,
+        [p.read_text() for p in berth_env.root.glob("containers/*/monitor.log")])
     berth("exec", "h1", "rm", "/tmp/ok")
     deadline = time.monotonic() + 15
     while status() != "unhealthy" and time.monotonic() < deadline:

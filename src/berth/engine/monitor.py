@@ -217,6 +217,10 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
             try:
                 from .health import run_checks
                 run_checks(root, run, cid, check)
+            except BaseException:  # said where a user looks, as the pump does
+                with _suppress(), open(os.path.join(root, "containers", cid, "monitor.log"),
+                                       "a") as f:
+                    f.write(traceback.format_exc())
             finally:
                 os._exit(0)
     if status_fd is not None:
