@@ -199,6 +199,11 @@ def _run(args: list[str], path: str) -> int:
     stdin_r = None
     if opts["interactive"] and not opts["detach"] and not opts["tty"]:
         stdin_r, feed = os.pipe()  # the container reads what we copy from our stdin
+    log_fd = None
+    if not opts["detach"] and not opts["tty"]:
+        # open the log before the start: a --rm container may be gone, log and all, before
+        # we look; an open descriptor still reads what it wrote
+        log_fd = os.open(eng.log_path(c.id), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
     try:
         try:
             eng.start(c.id, stdin=stdin_r)
@@ -210,6 +215,8 @@ def _run(args: list[str], path: str) -> int:
         eng.destroy(c.id)
         return e.exit_code
     except BaseException:
+        if log_fd is not None:
+            os.close(log_fd)
         eng.destroy(c.id)
         raise
     if opts["detach"]:
@@ -219,7 +226,7 @@ def _run(args: list[str], path: str) -> int:
         return _attach_tty(eng, c.id, interactive=opts["interactive"])
     if feed is not None:
         _feed_stdin(feed)
-    return _follow_until_exit(eng, c.id)
+    return _follow_until_exit(eng, c.id, log_fd=log_fd)
 
 
 DETACH_KEYS = b"\x10\x11"  # Ctrl-P Ctrl-Q, docker's default
@@ -329,9 +336,9 @@ def _feed_stdin(fd: int) -> None:
     threading.Thread(target=copy, daemon=True).start()
 
 
-def _follow_until_exit(eng: Any, cid: str, pos: int = 0) -> int:
-    """Print the container's output as its monitor logs it (from byte `pos` of the log),
-    forward signals, return its exit code."""
+def _follow_until_exit(eng: Any, cid: str, pos: int = 0, log_fd: int | None = None) -> int:
+    """Print the container's output as its monitor logs it (from byte `pos` of the log, or
+    from the start of the already open `log_fd`), forward signals, return its exit code."""
     from berth.errors import NoSuchContainer
 
     def forward(sig: int, _frame: Any) -> None:
@@ -342,7 +349,7 @@ def _follow_until_exit(eng: Any, cid: str, pos: int = 0) -> int:
 
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(s, forward)
-    log = eng.log_path(cid)
+    follow = _LogFollower(eng.log_path(cid), log_fd, pos)
     c = eng.get(cid)
     pidfd = None
     if c.status == "running" and c.monitor_pid:
@@ -352,7 +359,7 @@ def _follow_until_exit(eng: Any, cid: str, pos: int = 0) -> int:
             pidfd = None
     try:
         while True:
-            pos = _copy_log(log, pos)
+            follow.copy()
             if pidfd is not None:
                 done = bool(select.select([pidfd], [], [], 0.05)[0])
             else:
@@ -361,14 +368,74 @@ def _follow_until_exit(eng: Any, cid: str, pos: int = 0) -> int:
             try:
                 c = eng.get(cid)
             except NoSuchContainer:
-                _copy_log(log, pos)
+                follow.copy()
                 return eng.removed_exit_code(cid)
             if c.status != "running" and (done or pidfd is None):
-                _copy_log(log, pos)
+                follow.copy()
                 return c.exit_code
     finally:
+        follow.close()
         if pidfd is not None:
             os.close(pidfd)
+
+
+class _LogFollower:
+    """Reads a json-file log as it grows, through one open descriptor (so a removed
+    container's last lines are still read), moving to the new file when the log rotates."""
+
+    def __init__(self, path: Any, fd: int | None, pos: int = 0) -> None:
+        self.path = str(path)
+        self.fd = fd
+        self.pos = pos
+        self.rest = b""
+
+    def _open(self) -> None:
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        os.lseek(self.fd, self.pos, os.SEEK_SET)
+
+    def copy(self) -> None:
+        if self.fd is None:
+            self._open()
+            if self.fd is None:
+                return
+        while True:
+            data = self._drain()
+            try:  # rotated: the file at the path is a new one, read it from its start
+                rotated = os.stat(self.path).st_ino != os.fstat(self.fd).st_ino
+            except FileNotFoundError:
+                rotated = False
+            if not rotated:
+                break
+            os.close(self.fd)
+            self.fd = None
+            self.pos = 0
+            self._open()
+            if self.fd is None or not data:
+                break
+        return
+
+    def _drain(self) -> bytes:
+        assert self.fd is not None
+        chunks = []
+        while chunk := os.read(self.fd, 1 << 16):
+            chunks.append(chunk)
+        data = self.rest + b"".join(chunks)
+        end = data.rfind(b"\n") + 1
+        self.rest = data[end:]
+        for line in data[:end].splitlines():
+            doc = json.loads(line)
+            out = sys.stdout if doc.get("stream") == "stdout" else sys.stderr
+            out.buffer.write(doc["log"].encode())
+            out.flush()
+        return data
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _copy_log(log: Any, pos: int) -> int:
