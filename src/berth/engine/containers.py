@@ -268,6 +268,59 @@ class Engine:
         spawn(self, c, stdin)
         return self.get(c.id)
 
+    def run_attached(self, ref: str, *, stdout: int, stderr: int) -> int:
+        """Run a created container in this process until it exits, with stdin on /dev/null
+        and stdout/stderr on the given descriptors, without a monitor: the builder's RUN
+        steps. The record says running (this process as its monitor, so a killed build is
+        seen as dead) and then exited with the code returned; the rootfs is unmounted after."""
+        from berth.image.unpack import prepare_rootfs
+        from berth.runtime.container import CreateOptions as RuntimeOptions
+        from berth.runtime.container import Runtime
+        from berth.runtime.run import wait_process
+        from berth.store import mount as mnt
+        c = self.get(ref)
+        if c.status != "created":
+            raise Conflict(f"container {c.short_id} is {c.status}, not created")
+        [plan] = prepare_rootfs(self.images, c.image_id, c.id)
+        rt = Runtime(str(self.run / "runtime"))
+        mnt.mount_all([plan])
+        code = 125
+        try:
+            saved = [os.dup(fd) for fd in (0, 1, 2)]
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            try:  # the container's init inherits 0-2 when the runtime forks it
+                os.dup2(devnull, 0)
+                os.dup2(stdout, 1)
+                os.dup2(stderr, 2)
+                state = rt.create(c.id, str(self.container_dir(c.id)),
+                                  RuntimeOptions(subreaper=True))
+            finally:
+                for fd, old in enumerate(saved):
+                    os.dup2(old, fd)
+                    os.close(old)
+                os.close(devnull)
+            try:
+                rt.start(c.id)
+                with self.db.transaction() as tx:
+                    tx.execute("UPDATE containers SET status = 'running', pid = ?, "
+                               "started_ns = ?, monitor_pid = ? WHERE id = ?",
+                               (state.pid, time.time_ns(), os.getpid(), c.id))
+                    self.db.record_event("container", "start", c.id, {"name": c.name})
+                code = wait_process(state.pid, None)
+            finally:
+                with contextlib.suppress(BerthError, OSError):
+                    rt.delete(c.id, force=True)
+        finally:
+            with contextlib.suppress(OSError):
+                mnt.unmount(plan.target)
+            with self.db.transaction() as tx:
+                tx.execute("UPDATE containers SET status = 'exited', exit_code = ?, "
+                           "finished_ns = ?, pid = 0, monitor_pid = 0 WHERE id = ?",
+                           (code, time.time_ns(), c.id))
+                self.db.record_event("container", "die", c.id,
+                                     {"name": c.name, "exitCode": str(code)})
+        return code
+
     def kill(self, ref: str, sig: int = signal.SIGKILL) -> Container:
         c = self.get(ref)
         if c.status != "running" or not c.pid:
@@ -555,6 +608,14 @@ class Engine:
                     out.append(("A", "/" + rel))
         return sorted(out, key=lambda x: x[1])
 
+    def pack_changes(self, ref: str, out: Path) -> Any:
+        """The container's changes as a layer tar at `out` (docker's whiteouts for deletions,
+        the runtime's mount points left out): a store.layers.PackedLayer."""
+        from berth.store.layers import diff
+        c = self.get(ref)
+        lowers, upper = self._layer_paths(c)
+        return diff(lowers, upper, out, exclude=sorted(self._mount_points(c, lowers)))
+
     def commit(self, ref: str, reference: str | None = None, *, message: str = "",
                author: str = "", changes: Sequence[str] = ()) -> str:
         """docker's `commit`: the container's changes as one new layer on its image, with the
@@ -564,10 +625,8 @@ class Engine:
         from berth.image.changes import apply_changes
         from berth.image.images import LayerSource, rfc3339_nano
         from berth.oci.image_spec import History
-        from berth.store.layers import diff
         c = self.get(ref)
         img = self.images.get(c.image_id)
-        lowers, upper = self._layer_paths(c)
         rec = c.config
         base = dict(img.config.doc.get("config") or {})
         base.update({"Env": rec.get("env") or None, "Cmd": rec.get("cmd"),
@@ -576,8 +635,7 @@ class Engine:
         config = apply_changes(base, changes)
         tmpdir = Path(tempfile.mkdtemp(prefix=".commit-", dir=self.images.layers_dir))
         try:
-            packed = diff(lowers, upper, tmpdir / "layer.tar",
-                          exclude=sorted(self._mount_points(c, lowers)))
+            packed = self.pack_changes(c.id, tmpdir / "layer.tar")
             now = rfc3339_nano(time.time_ns())
             hist = History(created=now, created_by=" ".join(c.command), author=author,
                            comment=message, empty_layer=False)

@@ -20,7 +20,8 @@ from typing import Any
 
 from berth.errors import InvalidArgument
 
-__all__ = ["ALLOWED", "apply_changes", "parse_duration", "split_words"]
+__all__ = ["ALLOWED", "apply_changes", "expose_ports", "healthcheck_config", "parse_duration",
+           "split_words"]
 
 ALLOWED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD", "STOPSIGNAL",
            "USER", "VOLUME", "WORKDIR")
@@ -137,7 +138,7 @@ def parse_duration(text: str, what: str) -> int:
     return int(total)
 
 
-def _expose(words: list[str], what: str) -> list[str]:
+def expose_ports(words: list[str], what: str) -> list[str]:
     out = []
     for w in words:
         port, _, proto = w.partition("/")
@@ -156,7 +157,7 @@ def _expose(words: list[str], what: str) -> list[str]:
     return out
 
 
-def _healthcheck(rest: str, what: str) -> dict[str, Any]:
+def healthcheck_config(rest: str, what: str) -> dict[str, Any]:
     words = rest.split()
     if words and words[0].upper() == "NONE":
         if len(words) > 1:
@@ -228,7 +229,7 @@ def apply_changes(config: dict[str, Any] | None, changes: Sequence[str]) -> dict
             cfg["Labels"] = labels
         elif instr == "EXPOSE":
             ports = dict(cfg.get("ExposedPorts") or {})
-            for p in _expose(split_words(rest, what), what):
+            for p in expose_ports(split_words(rest, what), what):
                 ports[p] = {}
             cfg["ExposedPorts"] = ports
         elif instr == "VOLUME":
@@ -247,7 +248,7 @@ def apply_changes(config: dict[str, Any] | None, changes: Sequence[str]) -> dict
         elif instr == "STOPSIGNAL":
             cfg["StopSignal"] = rest
         elif instr == "HEALTHCHECK":
-            cfg["Healthcheck"] = _healthcheck(rest, what)
+            cfg["Healthcheck"] = healthcheck_config(rest, what)
         elif instr == "ONBUILD":
             trigger = rest.split(None, 1)
             if trigger[0].upper() in ("ONBUILD", "FROM", "MAINTAINER"):

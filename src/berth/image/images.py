@@ -280,9 +280,12 @@ class ImageStore:
     # -- adding ---------------------------------------------------------------------------------
 
     def add_image(self, config_bytes: bytes, layers: Sequence[LayerSource], *,
-                  tags: Sequence[str] = (), event: str = "load",
-                  manifest_digest: str = "") -> Image:
-        """Record an image from its config and layer streams (in rootfs.diff_ids order)."""
+                  tags: Sequence[str] = (), event: str | None = "load",
+                  manifest_digest: str = "", parent: str = "") -> Image:
+        """Record an image from its config and layer streams (in rootfs.diff_ids order).
+        `parent`: the image a build step started from (docker's Parent; hides an untagged
+        intermediate from `images` and lets `rmi` delete it with its child). No event when
+        `event` is None."""
         cfg = ImageConfig.from_bytes(config_bytes)
         image_id = cfg.id
         if len(layers) != len(cfg.diff_ids):
@@ -315,9 +318,10 @@ class ImageStore:
                 new = tx.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() \
                     is None
                 if new:
-                    self._record_image(tx, cfg, chains, done, manifest_digest, now)
-                self.db.record_event("image", event, image_id,
-                                     {"name": targets[0].familiar() if targets else image_id})
+                    self._record_image(tx, cfg, chains, done, manifest_digest, now, parent)
+                if event is not None:
+                    self.db.record_event("image", event, image_id, {
+                        "name": targets[0].familiar() if targets else image_id})
                 for ref in targets:
                     self._set_tag(tx, str(ref), image_id, now)
         return self.get(image_id)
@@ -364,7 +368,8 @@ class ImageStore:
             shutil.rmtree(ingest, ignore_errors=True)
 
     def _record_image(self, tx: Any, cfg: ImageConfig, chains: Sequence[str],
-                      done: dict[str, _Unpacked], manifest_digest: str, now: int) -> None:
+                      done: dict[str, _Unpacked], manifest_digest: str, now: int,
+                      parent: str = "") -> None:
         image_id = cfg.id
         for pos, (chain, diff_id) in enumerate(zip(chains, cfg.diff_ids)):
             info = done[chain]
@@ -389,8 +394,8 @@ class ImageStore:
         tx.execute("INSERT OR IGNORE INTO blobs (digest, size, media_type) VALUES (?, ?, ?)",
                    (image_id, len(cfg.raw), media))
         tx.execute("INSERT INTO images (id, created, size, parent, manifest_digest, added_ns, "
-                   "last_tag_ns) VALUES (?, ?, ?, '', ?, ?, 0)",
-                   (image_id, cfg.created, size, manifest_digest, now))
+                   "last_tag_ns) VALUES (?, ?, ?, ?, ?, ?, 0)",
+                   (image_id, cfg.created, size, parent, manifest_digest, now))
         tx.executemany("INSERT INTO image_layers (image_id, position, chain_id) VALUES (?, ?, ?)",
                        [(image_id, i, c) for i, c in enumerate(chains)])
 
@@ -544,9 +549,21 @@ class ImageStore:
                 size = sizes[n]
                 n += 1
             rows.append(HistoryRow("<missing>", h.created, h.created_by, size, h.comment))
+        # docker names the rows of the images below it that are here: each parent (a build
+        # step) owns the history entry at its own history's end
+        owners = {len(img.config.history) - 1: img}
+        parent = self._parent_of(img.id)
+        while parent:
+            try:
+                p = self._image(parent)
+            except NotFound:
+                break
+            owners.setdefault(len(p.config.history) - 1, p)
+            parent = self._parent_of(p.id)
+        for pos, owner in owners.items():
+            if 0 <= pos < len(rows):
+                rows[pos] = rows[pos]._replace(id=owner.id, tags=owner.repo_tags)
         rows.reverse()
-        if rows:
-            rows[0] = rows[0]._replace(id=img.id, tags=img.repo_tags)
         return rows
 
     def inspect(self, image: Image | str) -> dict[str, Any]:
@@ -608,14 +625,51 @@ class ImageStore:
                 tags = [r[0] for r in tx.execute("SELECT reference FROM tags WHERE image_id = ?",
                                                  (image_id,))]
                 plan = plan_removal(image_id, tags, by_ref=by_ref, force=force, users=users)
+                children = self._children(tx, image_id)
+                if plan.delete and children:
+                    if by_ref is None:
+                        raise ImageConflict(
+                            f"conflict: unable to delete {_short(image_id)} (cannot be forced)"
+                            " - image has dependent child images")
+                    plan = RemovalPlan(plan.untag, False, tuple(
+                        r for r in plan.records if r[0] != "Deleted"))
                 for t in plan.untag:
                     tx.execute("DELETE FROM tags WHERE reference = ?", (t,))
                     self.db.record_event("image", "untag", image_id, {"name": _familiar(t)})
+                records = list(plan.records)
                 if plan.delete:
+                    gone = [image_id]
+                    parent = self._parent(tx, image_id)
                     freed, blobs = self._delete_image(tx, image_id)
                     self.db.record_event("image", "delete", image_id, {"name": image_id})
+                    # docker deletes the untagged build steps below it that nothing else uses
+                    while parent and not tx.execute("SELECT 1 FROM tags WHERE image_id = ?",
+                                                    (parent,)).fetchone() \
+                            and not self._children(tx, parent) \
+                            and not (self.in_use is not None and self.in_use(parent)):
+                        gone.append(parent)
+                        records.append(("Deleted", parent))
+                        nxt = self._parent(tx, parent)
+                        more, more_blobs = self._delete_image(tx, parent)
+                        freed += more
+                        blobs += more_blobs
+                        self.db.record_event("image", "delete", parent, {"name": parent})
+                        parent = nxt
             self._remove_files(freed, blobs)
-        return [*plan.records, *(("Deleted", c) for c in freed)]
+        return [*records, *(("Deleted", c) for c in freed)]
+
+    @staticmethod
+    def _children(tx: Any, image_id: str) -> builtins.list[str]:
+        return [r[0] for r in tx.execute("SELECT id FROM images WHERE parent = ?", (image_id,))]
+
+    def _parent_of(self, image_id: str) -> str:
+        row = self.db.read("SELECT parent FROM images WHERE id = ?", (image_id,))
+        return str(row[0][0] or "") if row else ""
+
+    @staticmethod
+    def _parent(tx: Any, image_id: str) -> str:
+        row = tx.execute("SELECT parent FROM images WHERE id = ?", (image_id,)).fetchone()
+        return str(row[0] or "") if row else ""
 
     def _delete_image(self, tx: Any, image_id: str) -> _Freed:
         chains = [r[0] for r in tx.execute(
@@ -688,12 +742,14 @@ class ImageStore:
 
     def list(self, all: bool = False) -> builtins.list[Image]:
         """Images, newest added first. Without `all`, dangling images that are the parent of
-        another image (intermediate build steps) are hidden, as `docker images` does."""
+        another image or a build cache entry (intermediate build steps) are hidden, as
+        `docker images` does."""
         images = self._load()
         if all:
             return images
-        parents = {r[0] for r in self.db.read("SELECT parent FROM images WHERE parent != ''")}
-        return [i for i in images if not (i.dangling and i.id in parents)]
+        hidden = {r[0] for r in self.db.read(
+            "SELECT parent FROM images WHERE parent != '' UNION SELECT image_id FROM build_cache")}
+        return [i for i in images if not (i.dangling and i.id in hidden)]
 
 
 _CONFIG_DEFAULTS: tuple[tuple[str, Any], ...] = (

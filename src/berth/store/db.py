@@ -13,6 +13,9 @@ Schema (version in `schema_version`, raised by MIGRATIONS, each applied once, in
                  last_tag_ns (v2)
     tags         reference PK -> images.id (cascade)
     image_layers (image_id, position) PK -> images (cascade), chain_id -> layers
+    containers   (v3) the engine's container records
+    build_cache  (v4) key PK -> images.id (cascade), parent_id, probe, created_by, inputs,
+                 size, created_ns, last_used_ns
     events       id autoincrement, time_ns, type, action, actor_id, attributes (JSON);
                  the newest `keep_events` (>= 1000) kept, trimmed in the writer's transaction
 
@@ -124,7 +127,28 @@ CREATE TABLE containers (
 CREATE INDEX containers_image ON containers(image_id)
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
+# v4: the build cache. A step's result is an image (docker's classic builder: each step an
+# image whose parent is the step before); `key` is the digest of the parent image id and what
+# the step does (instruction, the build args it uses, the checksum of the files it copies).
+# `probe` is the digest of the parent and the instruction as written, so a miss can say what
+# changed since the last build of that step (`inputs` keeps what the key was made of).
+_V4 = """
+CREATE TABLE build_cache (
+    key          TEXT PRIMARY KEY,
+    image_id     TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    parent_id    TEXT NOT NULL DEFAULT '',
+    probe        TEXT NOT NULL DEFAULT '',
+    created_by   TEXT NOT NULL DEFAULT '',
+    inputs       TEXT NOT NULL DEFAULT '{}',
+    size         INTEGER NOT NULL DEFAULT 0,
+    created_ns   INTEGER NOT NULL DEFAULT 0,
+    last_used_ns INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX build_cache_image ON build_cache(image_id);
+CREATE INDEX build_cache_probe ON build_cache(probe)
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
