@@ -17,6 +17,7 @@ from berth.errors import InvalidArgument
 from .common import for_each
 
 SUBCOMMANDS = {
+    "build": "Build an image from a Dockerfile",
     "ls": "List images",
     "inspect": "Display detailed information on one or more images",
     "tag": "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE",
@@ -42,6 +43,9 @@ def run(args: list[str]) -> int:
 
 def dispatch(name: str, args: list[str], path: str) -> int:
     from berth.cli.main import guarded
+    if name == "build":
+        from .build import main
+        return main(args, path)
     return guarded(lambda: _HANDLERS[name](args, path))
 
 

@@ -1,0 +1,1 @@
+"""Dockerfile builds: parsing, shell-word expansion, .dockerignore and the builder."""
