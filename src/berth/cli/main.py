@@ -29,7 +29,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "load": ("berth.cli.commands.image:load", "Load an image from a tar archive or STDIN"),
     "inspect": ("berth.cli.commands.image:inspect", "Return low-level information on "
                 "images"),
+    "build": ("berth.cli.commands.build", "Build an image from a Dockerfile"),
+    "builder": ("berth.cli.commands.builder", "Manage builds"),
     "system": ("berth.cli.commands.system", "Manage berth"),
+    "events": ("berth.cli.commands.events", "Get real time events from the server"),
+    "info": ("berth.cli.commands.info", "Display system-wide information"),
     "container": ("berth.cli.commands.container", "Manage containers"),
     "run": ("berth.cli.commands.container:run", "Create and run a new container from an image"),
     "create": ("berth.cli.commands.container:create", "Create a new container"),

@@ -1,4 +1,4 @@
-"""`berth system …`: check (and later df, prune, events, info)."""
+"""`berth system …`: check, events, info (and later df, prune)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from berth.cli.args import Command, Flag
 
 SUBCOMMANDS = {
     "check": "Verify every blob, layer and reference of the store; --repair mends them",
+    "events": "Get real time events from the server",
+    "info": "Display system-wide information",
 }
 
 
@@ -18,6 +20,12 @@ def run(args: list[str]) -> int:
 
 def dispatch(name: str, args: list[str], path: str) -> int:
     from berth.cli.main import guarded
+    if name == "events":  # its own module, also `berth events`
+        from . import events
+        return guarded(lambda: events.main(args, path))
+    if name == "info":  # its own module, also `berth info`
+        from . import info
+        return guarded(lambda: info.main(args, path))
     return guarded(lambda: _check(args, path))
 
 
