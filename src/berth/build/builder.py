@@ -575,7 +575,11 @@ class Builder:
         raw = json.dumps(doc, separators=(",", ":")).encode()
         parent = state.image_id or ""
         sources = [LayerSource(d, _no_open) for d in parent_ids]
-        if layer is not None:
+        if isinstance(layer, _Packed):
+            os.chmod(layer.directory, 0o755)
+            sources.append(LayerSource(str(layer.diff_id), layer.open, str(layer.directory),
+                                       str(layer.path), layer.size))
+        elif layer is not None:
             sources.append(LayerSource(str(layer.diff_id), layer.open))
         img = self.images.add_image(raw, sources, event=None, parent=parent)
         state.image_id = img.id
@@ -874,8 +878,8 @@ class Builder:
                 raise BuildError(f"The command '{' '.join(args)}' returned a non-zero code: "
                                  f"{code}")
             tmp = Path(self._tempdir(".build-run-"))
-            packed = self.engine.pack_changes(c.id, tmp / "layer.tar")
-            return _Packed(packed)
+            packed, upper = self.engine.take_changes(c.id, tmp)
+            return _Packed(packed, upper)
         finally:
             self.log(f"Removing intermediate container {c.short_id}")
             with contextlib.suppress(BerthError):
@@ -934,9 +938,10 @@ class Builder:
         if from_ref is not None:
             src_ctx, src_label = self._from_source(state, inst, from_ref)
         for src in srcs:
-            if src in heredoc_names and not inst.json:
-                h = next(h for h in inst.heredocs if h.name == src)
-                plan.append(("heredoc", src, [], None, h.content.encode()))
+            hname = src[2:].lstrip("-").strip("'\"") if src.startswith("<<") else None
+            if hname is not None and hname in heredoc_names and not inst.json:
+                h = next(h for h in inst.heredocs if h.name == hname)
+                plan.append(("heredoc", hname, [], None, h.content.encode()))
             elif add and (src.startswith("http://") or src.startswith("https://")):
                 plan.append(("url", src, [], None, None))
             else:
@@ -1159,15 +1164,18 @@ class Builder:
     def _pack(self, upper: Path) -> Any:
         from berth.store.layers import pack
         out = Path(self._tempdir(".build-tar-")) / "layer.tar"
-        return _Packed(pack(upper, out))
+        return _Packed(pack(upper, out), upper)
 
 
 class _Packed:
-    """A packed layer for add_image: diff_id and an opener."""
+    """A new layer for add_image: its tar (diff_id, size) and the directory it was packed
+    from, in overlay form, which becomes the layer's directory."""
 
-    def __init__(self, packed: Any) -> None:
+    def __init__(self, packed: Any, directory: Path) -> None:
         self.diff_id = packed.diff_id
         self.path = packed.path
+        self.size = packed.size
+        self.directory = directory
 
     def open(self) -> IO[bytes]:
         return open(self.path, "rb")

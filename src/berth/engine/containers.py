@@ -616,6 +616,35 @@ class Engine:
         lowers, upper = self._layer_paths(c)
         return diff(lowers, upper, out, exclude=sorted(self._mount_points(c, lowers)))
 
+    def take_changes(self, ref: str, directory: Path) -> tuple[Any, Path]:
+        """For the builder, after the container exited: its changes packed as
+        `directory/layer.tar` (a PackedLayer) and its upper directory moved to
+        `directory/upper`, without the runtime's mount points — the new layer's content,
+        moved instead of unpacked again. The container keeps no changes afterwards."""
+        c = self.get(ref)
+        if c.status == "running":
+            raise Conflict(f"container {c.short_id} is running")
+        lowers, upper = self._layer_paths(c)
+        points = sorted(self._mount_points(c, lowers), key=len, reverse=True)
+        packed = self.pack_changes(c.id, directory / "layer.tar")
+        moved = directory / "upper"
+        os.rename(upper, moved)
+        for rel in points:  # empty files and directories the runtime made to mount on
+            p = moved / rel
+            with contextlib.suppress(OSError):
+                if p.is_dir() and not p.is_symlink():
+                    p.rmdir()
+                elif p.is_file() and p.stat().st_size == 0:
+                    p.unlink()
+            parent = p.parent
+            while parent != moved:  # and the directories made only to hold them
+                with contextlib.suppress(OSError):
+                    if not any(os.path.lexists(os.path.join(lo, os.path.relpath(parent, moved)))
+                               for lo in lowers):
+                        parent.rmdir()
+                parent = parent.parent
+        return packed, moved
+
     def commit(self, ref: str, reference: str | None = None, *, message: str = "",
                author: str = "", changes: Sequence[str] = ()) -> str:
         """docker's `commit`: the container's changes as one new layer on its image, with the

@@ -163,6 +163,25 @@ class BlobStore:
         assert w.digest is not None
         return w.digest
 
+    def adopt(self, path: str | os.PathLike[str], digest: Digest | str) -> Digest:
+        """Move the file at `path` (on the store's filesystem) into the store as the blob
+        `digest`, which the caller computed while writing it (the builder's packed layers):
+        fsynced and renamed, never copied. An existing blob wins; the file is then removed."""
+        d = Digest.parse(digest)
+        self._ensure_dirs()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(path, 0o444)
+        if self.exists(d):
+            os.unlink(path)
+        else:
+            os.rename(path, self.path(d))
+            _fsync_dir(self.dir)
+        return d
+
     def delete(self, digest: Digest | str) -> None:
         d = Digest.parse(digest)
         try:
