@@ -50,11 +50,14 @@ _NOP = "/bin/sh -c #(nop) "
 # instructions that never change the filesystem
 _META = {"cmd", "entrypoint", "env", "label", "expose", "user", "volume", "stopsignal",
          "healthcheck", "shell", "onbuild", "maintainer", "arg"}
-_FLAGS = {"from": {"platform"}, "copy": {"from", "chown", "chmod", "link", "parents",
-                                         "exclude"},
-          "add": {"chown", "chmod", "link", "checksum", "keep-git-dir", "exclude"},
-          "run": {"network", "mount", "security"},
+# `--link` changes how BuildKit stores a layer, not what it holds: accepted, a plain copy
+_FLAGS = {"from": {"platform"}, "copy": {"from", "chown", "chmod", "link"},
+          "add": {"chown", "chmod", "link", "checksum"},
+          "run": {"network"},
           "healthcheck": {"interval", "timeout", "start-period", "start-interval", "retries"}}
+# docker's flags that berth does not do yet: refused by name rather than ignored
+_NOT_YET = {("copy", "parents"), ("copy", "exclude"), ("add", "parents"), ("add", "exclude"),
+            ("add", "keep-git-dir"), ("run", "mount"), ("run", "security")}
 
 
 class BuildError(BerthError):
@@ -377,6 +380,9 @@ class Builder:
     def _check_flags(self, inst: Instruction) -> None:
         allowed = _FLAGS.get(inst.cmd, set())
         for name, _ in inst.flags:
+            if (inst.cmd, name) in _NOT_YET:
+                raise self._error(inst, f"{inst.cmd.upper()} --{name} is not supported by "
+                                        "berth yet")
             if name not in allowed:
                 raise self._error(inst, f"unknown flag: --{name}")
 
@@ -950,8 +956,9 @@ class Builder:
                         plan.append(("ctx", top, entries, src_ctx, None))
                 except SourceNotFound as e:
                     raise self._error(inst, str(e)) from None
-        if len(plan) > 1:
-            dest_is_dir = True
+        if len(plan) > 1 and not dest_is_dir:
+            raise self._error(inst, f"When using {what} with more than one source file, the "
+                                    "destination must be a directory and end with a /")
         if not dest_is_dir and dest and len(plan) == 1:
             st = self._lookup(state, dest)
             if st is not None and stat.S_ISDIR(st.st_mode):
