@@ -111,7 +111,48 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nbench: {platform.node()}, {os.cpu_count()} cores, kernel {platform.release()}, "
           f"n={n}{' (quick)' if args.quick else ''}; written to {args.out}\n")
     print(markdown(rows))
+    png = args.out.with_suffix(".png")
+    if chart(written, png):
+        print(f"chart: {png}")
     return 0
+
+
+def chart(rows: list[dict[str, Any]], out: Path) -> bool:
+    """A PNG of every scenario's tools: median time as a ratio of the reference (log scale,
+    1.0 marked), one bar per tool, the median in ms written beside it. Needs matplotlib (the
+    `bench` extra); without it, no chart and a note."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("chart: matplotlib is not installed (pip install '.[bench]'); no PNG written",
+              file=sys.stderr)
+        return False
+    bars = [r for r in rows if r.get("status") == "ok" and r.get("ratio")]
+    if not bars:
+        return False
+    labels = [f"{r['scenario']}  ·  {r['tool']}" for r in bars]
+    ratios = [float(r["ratio"]) for r in bars]
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(bars) + 1.4))
+    colours = ["#2b8a3e" if str(r["tool"]).startswith("berth") else "#868e96" for r in bars]
+    y = list(range(len(bars)))[::-1]
+    ax.barh(y, ratios, color=colours)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    for yi, r in zip(y, bars):
+        unit = "KiB" if "KiB" in str(r.get("note") or "") else "ms"  # the memory rows
+        ax.text(float(r["ratio"]) * 1.05, yi, f"{r['median_ms']:.0f} {unit}", va="center",
+                fontsize=7)
+    ax.set_xlabel("median time / the reference tool's median (log scale; < 1 is faster)")
+    ax.set_title("berth beside its reference tools (green: berth)", fontsize=10)
+    fig.tight_layout()
+    tmp = out.with_name(out.name + ".tmp")
+    fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return True
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 #
 #   bash scripts/install.sh          berth: Debian packages, a venv at /opt/berth-venv, pip install .
 #   bash scripts/install.sh --test   also what the tests and benchmarks need (runc, crun, iproute2,
-#                                    pytest) and berth installed editable (pip install -e '.[test]')
+#                                    pytest) and berth installed editable (pip install -e '.[test,bench]': matplotlib for bench charts)
 #
 # The venv is made with --copies, so its interpreter is a file of its own, and that file is then
 # made immutable (chattr +i) where the filesystem allows: berth-runtime runs on that interpreter,
@@ -57,7 +57,7 @@ if [ "$have" != "$want" ]; then
 fi
 
 if [ "$mode" = --test ]; then
-  "$venv/bin/pip" install -q -e '.[test]'
+  "$venv/bin/pip" install -q -e '.[test,bench]'
   # Editable: bytecode is not compiled at install; compile it now, so that a container start
   # does not pay for it (or pay on every run where PYTHONDONTWRITEBYTECODE is set).
   "$venv/bin/python" -m compileall -q src >/dev/null
