@@ -380,3 +380,18 @@ def test_cache_from_an_image_loaded_elsewhere(base: str, tmp_path: Path) -> None
     layers = [json.loads(berth("image", "inspect", t).stdout)[0]["RootFS"]["Layers"]
               for t in ("cached:v1", "cached:v3")]
     assert layers[0] == layers[1]
+
+
+def test_quoted_words_and_script_heredocs(base: str, tmp_path: Path) -> None:
+    """A quoted argument stays one word after expansion; a `RUN <<EOF` script with a #! line
+    runs by its interpreter; a COPY heredoc with an unquoted delimiter expands variables."""
+    ctx = write(tmp_path / "ctx", {"Dockerfile": (
+        'FROM bb:test\nENV NAME="two words"\nWORKDIR "/dir with $NAME"\n'
+        "RUN <<EOF\n#!/bin/sh -e\necho script:$0 > /script.out\nEOF\n"
+        "COPY <<EOF /expanded\nname=$NAME\nEOF\n"
+        "COPY <<'EOF' /literal\nname=$NAME\nEOF\n")})
+    build(ctx, "-t", "words")
+    out = berth("run", "--rm", "words", "sh", "-c",
+                "pwd; cat /script.out /expanded /literal").stdout
+    assert out == ("/dir with two words\nscript:/dev/pipes/EOF\nname=two words\n"
+                   "name=$NAME\n")

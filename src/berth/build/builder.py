@@ -37,7 +37,7 @@ from typing import IO, Any
 from berth.errors import BerthError, InvalidArgument, NotFound
 
 from .context import Context, Entry, SourceNotFound, clean
-from .dockerfile import DockerfileError, Instruction, parse
+from .dockerfile import DockerfileError, Instruction, parse, parse_heredoc_word
 from .shell import ShellLex
 
 __all__ = ["BuildError", "BuildOptions", "Builder", "PROXY_ARGS"]
@@ -609,14 +609,14 @@ class Builder:
     def _word(self, state: State, word: str) -> str:
         return self.lex.process_word(word, state.env())
 
-    def _words(self, state: State, inst: Instruction) -> list[str]:
+    def _words(self, state: State, inst: Instruction, split: bool = False) -> list[str]:
+        """The instruction's arguments expanded, each as one word (the parser split them; a
+        quoted "a b" stays one), as BuildKit does; `split` (EXPOSE only) splits an expansion
+        on spaces too."""
         env = state.env()
-        if inst.json:
-            return [self.lex.process_word(w, env) for w in inst.args]
-        out: list[str] = []
-        for w in inst.args:
-            out.extend(self.lex.process_words(w, env))
-        return out
+        if split and not inst.json:
+            return [w for a in inst.args for w in self.lex.process_words(a, env)]
+        return [self.lex.process_word(w, env) for w in inst.args]
 
     def _used_args(self, state: State) -> list[str]:
         """The build args in scope, as docker's classic builder prefixes RUN with them."""
@@ -723,7 +723,8 @@ class Builder:
 
     def _do_expose(self, state: State, inst: Instruction) -> None:
         from berth.image.changes import expose_ports
-        ports = expose_ports(self._words(state, inst), f"{self.filename}:{inst.line}: EXPOSE")
+        ports = expose_ports(self._words(state, inst, split=True),
+                             f"{self.filename}:{inst.line}: EXPOSE")
 
         def apply(s: State) -> None:
             exposed = dict(s.config.get("ExposedPorts") or {})
@@ -832,31 +833,46 @@ class Builder:
         if state.image_id is None:
             raise self._error(inst, "RUN on an empty image (FROM scratch): there is no "
                                     "program to run")
+        script = None
         if inst.json:
             args = list(inst.args)
             shown = " ".join(args)
         else:
             text = inst.args[0] if inst.args else ""
-            if inst.heredocs:
-                only = text.strip()
-                if only.startswith("<<") and len(inst.heredocs) == 1 and \
-                        only.lstrip("<-").strip("'\"") == inst.heredocs[0].name:
-                    text = inst.heredocs[0].content  # the heredoc is the script
-                else:
-                    text = text + "\n" + "".join(h.content + h.name + "\n"
-                                                 for h in inst.heredocs)
-            args = [*(state.config.get("Shell") or DEFAULT_SHELL), text]
-            shown = " ".join(args)
+            word = parse_heredoc_word(text.strip()) if inst.heredocs else None
+            if word is not None and len(inst.heredocs) == 1 and \
+                    word.name == inst.heredocs[0].name:
+                script = inst.heredocs[0]  # `RUN <<EOF`: the heredoc is the script
+                text = script.content
+            elif inst.heredocs:  # the shell reads the heredocs itself
+                text = text + "\n" + "".join(h.content + h.name + "\n" for h in inst.heredocs)
+            if script is not None and script.content.startswith("#!"):
+                # BuildKit runs a script with a #! line as a file, by its interpreter
+                args = [f"/dev/pipes/{script.name}"]
+                shown = text
+            else:
+                args = [*(state.config.get("Shell") or DEFAULT_SHELL), text]
+                shown = " ".join(args)
         used = self._used_args(state)
         created_by = (f"|{len(used)} {' '.join(used)} {shown}" if used else shown)
         network = _flag(inst, "network") or self.opts.network
+        files = {args[0]: script.content} if args[0].startswith("/dev/pipes/") and \
+            script is not None else {}
         self._step(state, inst, created_by, {"args": used},
-                   lambda s: None, lambda s: self._run_container(s, inst, args, network))
+                   lambda s: None,
+                   lambda s: self._run_container(s, inst, args, network, files))
 
     def _run_container(self, state: State, inst: Instruction, args: list[str],
-                       network: str) -> Any:
+                       network: str, files: dict[str, str] | None = None) -> Any:
+        from berth.engine.options import BindMount
         from berth.engine.spec import CreateOptions
         assert state.image_id is not None
+        mounts = []
+        for target, content in (files or {}).items():  # a script, bound in read-only
+            host = Path(self._tempdir(".build-script-")) / "script"
+            host.write_text(content)
+            host.chmod(0o755)
+            mounts.append(BindMount("bind", str(host), target, readonly=True))
         env = [f"{k}={v}" for k, v in state.args.items()]
         env += [f"{k}={v}" for k, v in self._proxy_env().items()]
         net = {"default": "host", "": "host"}.get(network, network)
@@ -865,7 +881,8 @@ class Builder:
                                     "(none or host)")
         opts = CreateOptions(args=args, entrypoint="", env=env,
                              workdir=state.config.get("WorkingDir") or "",
-                             user=state.config.get("User") or "", network=net)
+                             user=state.config.get("User") or "", network=net,
+                             mounts=mounts)
         c = self.engine.create(state.image_id, opts)
         self.log(f" ---> Running in {c.short_id}")
         try:
@@ -911,6 +928,9 @@ class Builder:
         what = "ADD" if add else "COPY"
         words = self._words(state, inst)
         heredoc_names = {h.name for h in inst.heredocs}
+        # heredoc sources stay as written (`<<EOF`); the rest are expanded
+        words = [a if parse_heredoc_word(a) is not None else w
+                 for a, w in zip(inst.args, words)] if not inst.json else words
         if len(words) < 2:
             raise self._error(inst, f"{what} requires at least two arguments, but only "
                                     f"{len(words)} provided")
@@ -943,11 +963,17 @@ class Builder:
         src_label = "context"
         if from_ref is not None:
             src_ctx, src_label = self._from_source(state, inst, from_ref)
+        if parse_heredoc_word(dest_raw) is not None and not inst.json:
+            raise self._error(inst, f"{what}: a heredoc cannot be the destination")
         for src in srcs:
-            hname = src[2:].lstrip("-").strip("'\"") if src.startswith("<<") else None
-            if hname is not None and hname in heredoc_names and not inst.json:
-                h = next(h for h in inst.heredocs if h.name == hname)
-                plan.append(("heredoc", hname, [], None, h.content.encode()))
+            word = parse_heredoc_word(src) if not inst.json else None
+            if word is not None and word.name in heredoc_names:
+                h = next(h for h in inst.heredocs if h.name == word.name)
+                content = h.content
+                if h.expand:  # unquoted delimiter: variables expand, quotes stay
+                    content = ShellLex(self.escape, skip_process_quotes=True).process_word(
+                        content, env)
+                plan.append(("heredoc", h.name, [], None, content.encode()))
             elif add and (src.startswith("http://") or src.startswith("https://")):
                 plan.append(("url", src, [], None, None))
             else:
