@@ -7,7 +7,9 @@ overlay driver, `CONTAINERS_CONF` as REFERENCE-TOOLS.md says).
 
     image-save   berth  `berth save -o OUT bench/saveload:1`
                  podman `podman save -o OUT bench/saveload:1` (docker-archive; the reference)
-    image-load   berth  `berth load -i ARCHIVE` into an empty BERTH_ROOT
+    image-load   berth  `berth load -i ARCHIVE` into an empty BERTH_ROOT (the layer is kept
+                        packed until first use; the row "berth + first use (create)" adds
+                        `berth create IMAGE`, which unpacks it)
                  podman `podman load -i ARCHIVE` into a store without the image
                  (each tool loads the archive it saved itself)
 
@@ -147,7 +149,13 @@ def image_load(ctx: Context) -> list[Measurement]:
         fresh = ctx.workdir / "berth-load"
         env = {**setup.env, "BERTH_ROOT": str(fresh)}
         tools = [_env_tool("berth", [BERTH, "load", "-q", "-i", str(setup.berth_archive)], env,
-                           lambda i, failed: shutil.rmtree(fresh, ignore_errors=True))]
+                           lambda i, failed: shutil.rmtree(fresh, ignore_errors=True)),
+                 # load keeps the layer packed until first use: this row pays that use too
+                 # (`create` unpacks the image's layers for the container's overlay)
+                 _env_tool("berth + first use (create)", [
+                     "sh", "-c", f"{BERTH} load -q -i {setup.berth_archive} >/dev/null && "
+                     f"{BERTH} create --network none {IMAGE} true >/dev/null"], env,
+                     lambda i, failed: shutil.rmtree(fresh, ignore_errors=True))]
         if setup.podman is not None:
             loader = _Podman(shutil.which("podman") or "podman", ctx.workdir / "podman-load")
 

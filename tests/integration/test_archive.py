@@ -416,3 +416,35 @@ def test_hostile_archives_are_refused_and_contained(
         for p in outside:
             if os.path.lexists(p) and not p.is_dir():
                 p.unlink()
+
+
+def test_load_keeps_layers_packed_until_first_use(store: ImageStore) -> None:
+    """`load` stores each new layer as its verified blob, with the size its directory will
+    have; the first user (a container, a build, `layer_dirs`) unpacks it. `system check` is
+    clean in both states, and an eager `unpack=True` load unpacks at once."""
+    from berth.image import fsck
+    payload = b"x" * 5000
+    hard = tarfile.TarInfo("bin/again")
+    hard.type, hard.linkname = tarfile.LNKTYPE, "bin/tool"
+    link = tarfile.TarInfo("bin/link")
+    link.type, link.linkname = tarfile.SYMTYPE, "tool"
+    tars = [_layer([("bin/tool", payload), ("etc/conf", b"abc")], [hard, link]),
+            _layer([("etc/conf", b"changed!")])]
+    image_id = _load_one(store, tars, "lazy:1")
+    chains = store.get(image_id).layers
+    assert not any(store.layer_path(c).exists() for c in chains)  # nothing unpacked yet
+    assert store.db.read("SELECT COUNT(*) FROM layers WHERE unpacked = 0")[0][0] == 2
+    # sizes are known before the unpack, and equal the unpacked figures
+    assert store.layer_sizes(image_id) == [5000 + 3 + 4, 8]
+    assert not fsck.check(store).problems
+    dirs = store.layer_dirs(image_id)  # the first use
+    assert all(Path(d).is_dir() for d in dirs)
+    assert (Path(dirs[0]) / "bin/tool").read_bytes() == payload
+    assert os.stat(Path(dirs[0]) / "bin/again").st_ino == os.stat(Path(dirs[0]) / "bin/tool").st_ino
+    assert store.db.read("SELECT COUNT(*) FROM layers WHERE unpacked = 0")[0][0] == 0
+    assert store.layer_sizes(image_id) == [5007, 8]
+    assert not fsck.check(store).problems
+    other = archive.load(store, io.BytesIO(_docker_archive(
+        [_layer([("eager", b"now")])], "eager:1")), unpack=True).images[0]
+    assert all(Path(d).is_dir() for d in [str(store.layer_path(c))
+                                          for c in store.get(other).layers])

@@ -401,8 +401,11 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def load(store: ImageStore, source: str | os.PathLike[str] | BinaryIO) -> LoadResult:
-    """Load every image of a docker or OCI archive into the store (docker's `load`)."""
+def load(store: ImageStore, source: str | os.PathLike[str] | BinaryIO, *,
+         unpack: bool = False) -> LoadResult:
+    """Load every image of a docker or OCI archive into the store (docker's `load`). New
+    layers are stored as their verified blobs and unpacked on first use (`unpack=True`:
+    now)."""
     result = LoadResult()
     with store._lock(fcntl.LOCK_SH), _seekable_tar(store, source) as path:
         ar = _Archive(path)
@@ -419,7 +422,7 @@ def load(store: ImageStore, source: str | os.PathLike[str] | BinaryIO) -> LoadRe
                     if old != plan.config.id:
                         replaced[ref.familiar()] = old
             image = store.add_image(plan.config.raw, sources, tags=[str(r) for r in plan.tags],
-                                    event="load")
+                                    event="load", unpack=unpack)
             result.images.append(image.id)
             for name, old in replaced.items():
                 result.lines.append(f"The image {name} already exists, renaming the old one "

@@ -91,6 +91,7 @@ def _check(store: ImageStore) -> Report:
     db = store.db
     blobs = db.read("SELECT digest, size, media_type FROM blobs ORDER BY digest")
     layers = db.read("SELECT chain_id, diff_id, blob_digest, refcount FROM layers ORDER BY chain_id")
+    packed = {r[0] for r in db.read("SELECT chain_id FROM layers WHERE unpacked = 0")}
     users: dict[str, int] = dict(db.read(
         "SELECT chain_id, count(*) FROM image_layers GROUP BY chain_id"))
     for digest, size, media in blobs:
@@ -111,7 +112,10 @@ def _check(store: ImageStore) -> Report:
                         f"{size}", fix))
     bad_blobs = {p.subject for p in rep.problems}
     for chain, _diff_id, blob, refcount in layers:
-        if not store.layer_path(chain).is_dir():
+        if chain in packed and blob is None:
+            add(Problem("layer_missing", chain, "kept packed until first use, but its tar "
+                        "is not recorded", "remove the images that use it"))
+        elif chain not in packed and not store.layer_path(chain).is_dir():
             restorable = blob is not None and blob not in bad_blobs
             add(Problem("layer_missing", chain, "its unpacked directory is gone",
                         "unpack it again from its kept tar" if restorable

@@ -243,6 +243,7 @@ _Freed = tuple[list[str], list[str]]
 class _Unpacked(NamedTuple):
     size: int
     blob: tuple[str, int, str] | None  # digest, size, media type
+    unpacked: bool = True  # False: kept as its blob, unpacked on first use
 
 
 class ImageStore:
@@ -287,11 +288,13 @@ class ImageStore:
 
     def add_image(self, config_bytes: bytes, layers: Sequence[LayerSource], *,
                   tags: Sequence[str] = (), event: str | None = "load",
-                  manifest_digest: str = "", parent: str = "") -> Image:
+                  manifest_digest: str = "", parent: str = "",
+                  unpack: bool = True) -> Image:
         """Record an image from its config and layer streams (in rootfs.diff_ids order).
         `parent`: the image a build step started from (docker's Parent; hides an untagged
         intermediate from `images` and lets `rmi` delete it with its child). No event when
-        `event` is None."""
+        `event` is None. `unpack=False` (load) keeps new layers as their verified blobs and
+        unpacks each on first use (`layer_dirs`)."""
         cfg = ImageConfig.from_bytes(config_bytes)
         image_id = cfg.id
         if len(layers) != len(cfg.diff_ids):
@@ -306,17 +309,20 @@ class ImageStore:
         targets = [_parse_tag_target(t) for t in tags]
         chains = [str(c) for c in chain_ids(cfg.diff_ids)]
         with self._lock(fcntl.LOCK_SH):
-            have = dict(self.db.read(
-                f"SELECT chain_id, unpacked_size FROM layers WHERE chain_id IN "
-                f"({','.join('?' * len(chains))})", chains) if chains else [])
+            have = {r[0]: r[1:] for r in self.db.read(
+                f"SELECT chain_id, unpacked_size, unpacked, blob_digest FROM layers WHERE "
+                f"chain_id IN ({','.join('?' * len(chains))})", chains)} if chains else {}
             done: dict[str, _Unpacked] = {}
             todo = []
             for chain, src in zip(chains, layers):
+                size, unpacked, blob = have.get(chain, (0, 1, None))
                 if chain in have and self.layer_path(chain).is_dir():
-                    done[chain] = _Unpacked(int(have[chain]), None)
+                    done[chain] = _Unpacked(int(size), None)
+                elif chain in have and not unpacked and blob and self.blobs.exists(blob):
+                    done[chain] = _Unpacked(int(size), None, False)  # kept packed
                 else:
                     todo.append((chain, src))
-            done.update(self._unpack_all(todo))
+            done.update(self._unpack_all(todo, unpack))
             if not self.blobs.exists(image_id):
                 self.blobs.put(config_bytes, image_id)
             now = time.time_ns()
@@ -332,20 +338,59 @@ class ImageStore:
                     self._set_tag(tx, str(ref), image_id, now)
         return self.get(image_id)
 
-    def _unpack_all(self, todo: Sequence[tuple[str, LayerSource]]) -> dict[str, _Unpacked]:
-        """Unpack missing layers, several at a time: each goes to its own directory, and
-        decompression, hashing and file writes release the GIL."""
+    def _unpack_all(self, todo: Sequence[tuple[str, LayerSource]],
+                    unpack: bool = True) -> dict[str, _Unpacked]:
+        """Unpack missing layers (or, without `unpack`, keep them as verified blobs), several
+        at a time: each goes to its own directory, and decompression, hashing and file writes
+        release the GIL."""
+        def one(chain: str, src: LayerSource) -> _Unpacked:
+            if not unpack and src.directory is None and self.keep_layer_blobs:
+                return self._keep_packed(src)
+            return self._unpack_layer(chain, src)
         if len(todo) < 2:
-            return {chain: self._unpack_layer(chain, src) for chain, src in todo}
+            return {chain: one(chain, src) for chain, src in todo}
         from concurrent.futures import ThreadPoolExecutor
         workers = min(len(todo), max(2, os.cpu_count() or 1), 4)
         with ThreadPoolExecutor(workers, thread_name_prefix="unpack") as pool:
-            futures = [(chain, pool.submit(self._unpack_layer, chain, src))
-                       for chain, src in todo]
+            futures = [(chain, pool.submit(one, chain, src)) for chain, src in todo]
             errors = [f.exception() for _, f in futures if f.exception() is not None]
             if errors:
                 raise errors[0]  # type: ignore[misc]
             return {chain: f.result() for chain, f in futures}
+
+    def _keep_packed(self, src: LayerSource) -> _Unpacked:
+        """Store the layer's blob, verified (diff_id, entry names) and measured by a scan,
+        without unpacking it."""
+        with src.open() as raw, self.blobs.ingest() as w:
+            tee = _Tee(raw, w)
+            info = layerstore.scan(tee, expected_diff_id=src.diff_id, name=src.diff_id)
+            tee.drain()
+        assert w.digest is not None
+        kind = layerstore.detect_compression(tee.head)
+        return _Unpacked(info.size, (str(w.digest), w.size, _LAYER_MEDIA[kind]), False)
+
+    def ensure_unpacked(self, image: Image | str) -> None:
+        """Unpack the layers of `image` that were kept packed (a load), from their blobs,
+        several at a time; a concurrent unpack of the same layer is harmless (the first
+        rename wins)."""
+        img = self._image(image)
+        if not img.layers:
+            return
+        rows = self.db.read(
+            f"SELECT chain_id, diff_id, blob_digest FROM layers WHERE unpacked = 0 AND "
+            f"chain_id IN ({','.join('?' * len(img.layers))})", list(img.layers))
+        todo = [(chain, LayerSource(diff_id, (lambda b=blob: self.blobs.open(b))))
+                for chain, diff_id, blob in rows if not self.layer_path(chain).is_dir()]
+        with self._lock(fcntl.LOCK_SH):
+            done = self._unpack_all(todo) if todo else {}
+            with self.db.transaction() as tx:
+                for chain, _d, _b in rows:
+                    if chain in done:
+                        tx.execute("UPDATE layers SET unpacked = 1, unpacked_size = ? "
+                                   "WHERE chain_id = ?", (done[chain].size, chain))
+                    else:
+                        tx.execute("UPDATE layers SET unpacked = 1 WHERE chain_id = ?",
+                                   (chain,))
 
     def _unpack_layer(self, chain: str, src: LayerSource) -> _Unpacked:
         final = self.layer_path(chain)
@@ -395,9 +440,12 @@ class ImageStore:
                            "VALUES (?, ?, ?)", blob)
             tx.execute(
                 "INSERT OR IGNORE INTO layers (chain_id, diff_id, parent, blob_digest, "
-                "unpacked_size, refcount) VALUES (?, ?, ?, ?, ?, 0)",
+                "unpacked_size, refcount, unpacked) VALUES (?, ?, ?, ?, ?, 0, ?)",
                 (chain, diff_id, chains[pos - 1] if pos else None,
-                 blob[0] if blob else None, info.size))
+                 blob[0] if blob else None, info.size, int(info.unpacked)))
+            if info.unpacked:  # a layer kept packed that is now unpacked too
+                tx.execute("UPDATE layers SET unpacked = 1 WHERE chain_id = ? AND unpacked = 0",
+                           (chain,))
             if blob is not None:
                 tx.execute("UPDATE layers SET blob_digest = ? WHERE chain_id = ? "
                            "AND blob_digest IS NULL", (blob[0], chain))
@@ -528,8 +576,11 @@ class ImageStore:
         return out
 
     def layer_dirs(self, image: Image | str) -> builtins.list[str]:
-        """The image's unpacked layer directories, bottom first (for store.snapshots)."""
-        return [str(self.layer_path(c)) for c in self._image(image).layers]
+        """The image's unpacked layer directories, bottom first (for store.snapshots); layers
+        kept packed since a load are unpacked now."""
+        img = self._image(image)
+        self.ensure_unpacked(img)
+        return [str(self.layer_path(c)) for c in img.layers]
 
     def layer_sizes(self, image: Image | str) -> builtins.list[int]:
         img = self._image(image)

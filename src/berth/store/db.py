@@ -8,7 +8,8 @@ Schema (version in `schema_version`, raised by MIGRATIONS, each applied once, in
 
     blobs        digest PK, size, media_type
     layers       chain_id PK, diff_id, parent -> layers, blob_digest -> blobs (nullable),
-                 unpacked_size, refcount >= 0
+                 unpacked_size, refcount >= 0, unpacked (v5: 0 = kept as its blob until
+                 first use)
     images       id PK (config digest), created, size, parent, manifest_digest, added_ns,
                  last_tag_ns (v2)
     tags         reference PK -> images.id (cascade)
@@ -148,7 +149,13 @@ CREATE INDEX build_cache_image ON build_cache(image_id);
 CREATE INDEX build_cache_probe ON build_cache(probe)
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+# v5: a layer may be kept as its (verified) blob and unpacked on first use: `load` stores
+# blobs only; ImageStore.layer_dirs unpacks what a container or build needs (0 = packed)
+_V5 = """
+ALTER TABLE layers ADD COLUMN unpacked INTEGER NOT NULL DEFAULT 1
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

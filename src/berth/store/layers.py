@@ -40,7 +40,7 @@ from berth.store.blobs import DigestMismatch
 
 __all__ = [
     "LayerExists", "LayerInfo", "PackedLayer", "UnsafePath", "clean_entry_name",
-    "detect_compression", "diff", "pack", "resolve_in_root", "unpack", "whiteout_of",
+    "detect_compression", "diff", "pack", "resolve_in_root", "scan", "unpack", "whiteout_of",
     "whiteout_name", "OPAQUE_MARKER", "OPAQUE_XATTR", "WHITEOUT_PREFIX",
 ]
 
@@ -606,6 +606,103 @@ def _unpack(raw: IO[bytes], dest: Path, want: Digest | None, label: str) -> Laye
             err.add_note(f"cleanup of {tmp} also failed: {cleanup}")
         raise
     return LayerInfo(diff_id=diff_id, size=size)
+
+
+def scan(source: BinaryIO, *, expected_diff_id: Digest | str | None = None,
+         name: str = "<stream>") -> LayerInfo:
+    """Read a layer tar (plain, gzip or zstd) to its end without writing anything: its
+    diff_id (checked against `expected_diff_id`) and the apparent size its unpacked
+    directory will have (regular files and symlink targets, a hardlinked file once, the last
+    entry of a repeated name). Every entry is checked as `unpack` checks it, on an in-memory
+    model of the tree (names, symlinks on the way, hardlink targets), so a layer that scans
+    is one that unpacks (a layer kept packed until first use)."""
+    want = Digest.parse(expected_diff_id) if expected_diff_id is not None else None
+    tree: dict[str, tuple[str, str]] = {}  # rel -> ("dir"|"link"|"other", link target)
+    sizes: dict[str, int] = {}
+
+    def lookup(rel: str, create: bool) -> tuple[str, str]:
+        got = tree.get(rel)
+        if got is None:
+            if not create:
+                return ("missing", "")
+            tree[rel] = got = ("dir", "")  # unpack makes missing parents
+        return got
+
+    def forget(rel: str, keep_dir: bool) -> None:
+        kind = tree.get(rel, ("missing",))[0]
+        if kind == "missing" or (keep_dir and kind == "dir"):
+            return
+        del tree[rel]
+        sizes.pop(rel, None)
+        if kind == "dir":  # a directory replaced or whited out: its contents go too (rare)
+            prefix = rel + "/"
+            for k in [k for k in tree if k.startswith(prefix)]:
+                del tree[k]
+                sizes.pop(k, None)
+
+    try:
+        reader = _LayerReader(_decompressed(source))
+        with tarfile.TarFile(fileobj=reader, mode="r",  # type: ignore[arg-type]
+                             errors="surrogateescape", tarinfo=_BoundedTarInfo) as tar:
+            for m in tar:
+                entry = m.name
+                parts = clean_entry_name(entry, name)
+                if not parts:
+                    if not m.isdir():
+                        raise UnsafePath(name, entry, "names the root but is not a directory")
+                    continue
+                parent = resolve_in_root(parts[:-1], lambda r: lookup(r, True), entry=entry,
+                                         layer=name)
+                base = parts[-1]
+                wh = whiteout_of(base)
+                if wh is not None:
+                    if wh[0] == "file" and wh[1] is not None:
+                        rel = f"{parent}/{wh[1]}" if parent else wh[1]
+                        forget(rel, keep_dir=False)
+                        tree[rel] = ("other", "")
+                    continue
+                rel = f"{parent}/{base}" if parent else base
+                forget(rel, keep_dir=m.isdir())
+                if m.isdir():
+                    tree[rel] = ("dir", "")
+                elif m.issym():
+                    tree[rel] = ("link", m.linkname)
+                    sizes[rel] = len(m.linkname.encode(errors="surrogateescape"))
+                elif m.islnk():
+                    try:
+                        tparts = clean_entry_name(m.linkname, name)
+                    except UnsafePath as e:
+                        raise UnsafePath(name, entry, f"is a hardlink to {m.linkname!r}, "
+                                                      f"which {e.problem}") from None
+                    if not tparts:
+                        raise UnsafePath(name, entry, "is a hardlink to the root")
+                    tparent = resolve_in_root(tparts[:-1], lambda r: lookup(r, False),
+                                              entry=entry, layer=name)
+                    trel = f"{tparent}/{tparts[-1]}" if tparent else tparts[-1]
+                    kind = tree.get(trel, ("missing", ""))[0]
+                    if kind == "missing":
+                        raise ImageFormatError(f"layer {name}: entry {entry!r}: hardlink "
+                                               f"target {m.linkname!r} is not in the layer")
+                    if kind == "dir":
+                        raise UnsafePath(name, entry, f"is a hardlink to directory "
+                                                      f"{m.linkname!r}")
+                    tree[rel] = ("other", "")
+                elif m.isreg():
+                    tree[rel] = ("other", "")
+                    sizes[rel] = m.size
+                elif m.ischr() or m.isblk() or m.isfifo():
+                    tree[rel] = ("other", "")
+                else:
+                    raise ImageFormatError(f"layer {name}: entry {entry!r} has unsupported "
+                                           f"type {m.type!r}")
+            reader.check_end(tar.offset, name)
+        reader.drain()
+    except _read_errors() as e:
+        raise ImageFormatError(f"layer {name}: not a valid tar stream: {e}") from e
+    diff_id = reader.hasher.digest()
+    if want is not None and diff_id != want:
+        raise DigestMismatch(want, diff_id, what=f"layer {name}")
+    return LayerInfo(diff_id=diff_id, size=sum(sizes.values()))
 
 
 # --- writing: diff and pack --------------------------------------------------------------------
