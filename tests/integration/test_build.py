@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from berth.build.builder import lookup_in_layers
+from berth.build.files import lookup_in_layers
 from helpers.rootfs import make_rootfs_tar
 
 TYPE_CHECKING = False

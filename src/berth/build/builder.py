@@ -38,6 +38,8 @@ from berth.errors import BerthError, InvalidArgument, NotFound
 
 from .context import Context, Entry, SourceNotFound, clean
 from .dockerfile import DockerfileError, Instruction, parse, parse_heredoc_word
+from .files import (copy_file, extract_archive, is_archive, is_tar, lookup_in_layers,
+                    untar_context)
 from .shell import ShellLex
 
 __all__ = ["BuildError", "BuildOptions", "Builder", "PROXY_ARGS"]
@@ -47,9 +49,6 @@ PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PRO
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _NOP = "/bin/sh -c #(nop) "
-# instructions that never change the filesystem
-_META = {"cmd", "entrypoint", "env", "label", "expose", "user", "volume", "stopsignal",
-         "healthcheck", "shell", "onbuild", "maintainer", "arg"}
 # `--link` changes how BuildKit stores a layer, not what it holds: accepted, a plain copy
 _FLAGS = {"from": {"platform"}, "copy": {"from", "chown", "chmod", "link"},
           "add": {"chown", "chmod", "link", "checksum"},
@@ -240,9 +239,9 @@ class Builder:
             root = Path(self._tempdir(".build-context-")) / "context"
             from berth.store.layers import detect_compression
             kind = detect_compression(data[:512])
-            if kind != "none" or _is_tar(data) or data[:3] == b"BZh" or \
+            if kind != "none" or is_tar(data) or data[:3] == b"BZh" or \
                     data[:6] == b"\xfd7zXZ\x00":
-                _untar_context(data, root)
+                untar_context(data, root)
             else:  # a bare Dockerfile: no context
                 root.mkdir()
                 return root, data.decode("utf-8", "replace"), "Dockerfile"
@@ -1053,11 +1052,11 @@ class Builder:
             base = f"{dest}/{os.path.basename(name)}" if dest else os.path.basename(name)
         else:
             base = dest
-        if not is_dir and may_unpack and stat.S_ISREG(top.st.st_mode) and _archive(top.path):
+        if not is_dir and may_unpack and stat.S_ISREG(top.st.st_mode) and is_archive(top.path):
             target_dir = dest if (dest_is_dir or not dest) else dest
             if target_dir:
                 self._make_parents(state, upper, target_dir + "/x", owner, made)
-            _extract_archive(top.path, upper / target_dir if target_dir else upper,
+            extract_archive(top.path, upper / target_dir if target_dir else upper,
                              Path(self._tempdir(".build-add-")))
             return
         if base:
@@ -1083,7 +1082,7 @@ class Builder:
                 else:
                     out.unlink()
             if stat.S_ISREG(m):
-                _copy_file(e.path, out)
+                copy_file(e.path, out)
                 os.chown(out, *owner)
                 os.chmod(out, mode if mode is not None else stat.S_IMODE(m))
             elif stat.S_ISLNK(m):
@@ -1234,35 +1233,6 @@ def apply_state_only(state: State, apply: Callable[[State], None]) -> None:
     state.doc = json.loads(saved)
 
 
-def lookup_in_layers(layers_top_first: Sequence[str], rel: str) -> os.stat_result | None:
-    """lstat of `rel` in the union of overlay-form layer directories: a 0/0 character device
-    hides what is below, an opaque directory hides the lower layers' content."""
-    parts = [p for p in rel.split("/") if p]
-    if not parts:
-        return os.stat(layers_top_first[0]) if layers_top_first else None
-    for layer in layers_top_first:
-        path = layer
-        hidden = False
-        for i, part in enumerate(parts):
-            path = os.path.join(path, part)
-            try:
-                st = os.lstat(path)
-            except (FileNotFoundError, NotADirectoryError):
-                break
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                return None
-            if i == len(parts) - 1:
-                return st
-            if not stat.S_ISDIR(st.st_mode):
-                return None
-            with contextlib.suppress(OSError):
-                if os.getxattr(path, "trusted.overlay.opaque") == b"y":
-                    hidden = True
-        if hidden:
-            return None
-    return None
-
-
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     out = []
     of, nf = old.get("files") or {}, new.get("files") or {}
@@ -1318,85 +1288,3 @@ def _fileno(stream: Any) -> int:
         return int(stream.fileno())
     except (AttributeError, OSError, ValueError):
         return 1
-
-
-def _copy_file(src: str, dst: Path) -> None:
-    with open(src, "rb") as fi, open(dst, "wb") as fo:
-        size = os.fstat(fi.fileno()).st_size
-        left = size
-        while left > 0:
-            try:
-                n = os.copy_file_range(fi.fileno(), fo.fileno(), left)
-            except OSError:
-                shutil.copyfileobj(fi, fo, 1 << 20)
-                return
-            if n == 0:
-                break
-            left -= n
-        if left > 0:
-            shutil.copyfileobj(fi, fo, 1 << 20)
-
-
-def _is_tar(data: bytes) -> bool:
-    return len(data) >= 262 and data[257:262] == b"ustar"
-
-
-def _archive(path: str) -> bool:
-    """ADD unpacks a local tar (plain, gzip, bzip2, xz; docker's set) into the destination."""
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
-        return True
-    return _is_tar(head)
-
-
-def _decompressing(raw: IO[bytes], head: bytes) -> IO[bytes]:
-    """bzip2 and xz as a plain stream (the layer unpacker reads plain, gzip and zstd)."""
-    if head[:3] == b"BZh":
-        import bz2
-        return bz2.BZ2File(raw)  # type: ignore[return-value]
-    if head[:6] == b"\xfd7zXZ\x00":
-        import lzma
-        return lzma.LZMAFile(raw)  # type: ignore[return-value]
-    return raw
-
-
-def _safe_untar(raw: IO[bytes], head: bytes, dest: Path, what: str) -> None:
-    """Unpack a tar into the new directory `dest` with the layer store's extractor: no entry
-    lands outside `dest`, whatever its name or links say."""
-    from berth.store.layers import unpack
-    try:
-        unpack(_decompressing(raw, head), dest, name=what)
-    except (OSError, EOFError, ValueError) as e:
-        raise InvalidArgument(f"{what}: cannot unpack: {e}") from None
-
-
-def _merge_into(src: Path, dest: Path) -> None:
-    """Move the tree `src` into the directory `dest` (created), entry by entry; what is
-    already there is replaced, directories are merged."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in os.listdir(src):
-        s, d = src / name, dest / name
-        if s.is_dir() and not s.is_symlink() and d.is_dir() and not d.is_symlink():
-            _merge_into(s, d)
-            continue
-        if os.path.lexists(d):
-            if d.is_dir() and not d.is_symlink():
-                shutil.rmtree(d)
-            else:
-                d.unlink()
-        os.rename(s, d)
-
-
-def _extract_archive(path: str, dest: Path, scratch: Path) -> None:
-    with open(path, "rb") as f:
-        head = f.read(8)
-        f.seek(0)
-        tmp = scratch / "unpacked"
-        _safe_untar(f, head, tmp, f"ADD {os.path.basename(path)}")
-    _merge_into(tmp, dest)
-
-
-def _untar_context(data: bytes, root: Path) -> None:
-    import io
-    _safe_untar(io.BytesIO(data), data[:8], root, "the build context on stdin")
