@@ -127,42 +127,38 @@ def _n(ctx: Context, cap: int) -> int:
     return max(1, min(ctx.n, 3 if ctx.quick else cap))
 
 
+def _measure(ctx: Context, name: str, flags: list[str], rmi: bool, cap: int,
+             before=None) -> list[Measurement]:
+    """The package.json example built by each tool, `n` times (at most `cap`)."""
+    setup = _Setup(ctx)
+    try:
+        tools = setup.tools(flags, setup.app, setup.app / "Dockerfile", rmi=rmi,
+                            before=before(setup) if before else None)
+        return measure_interleaved(name, "podman", tools, _n(ctx, cap)) + _skip(name, setup)
+    finally:
+        setup.close()
+
+
 @scenario("build-cold", reference="podman",
           description="build the package.json example with --no-cache (image removed after)")
 def build_cold(ctx: Context) -> list[Measurement]:
-    setup = _Setup(ctx)
-    try:
-        tools = setup.tools(["--no-cache"], setup.app, setup.app / "Dockerfile", rmi=True)
-        return measure_interleaved("build-cold", "podman", tools, _n(ctx, 10)) + \
-            _skip("build-cold", setup)
-    finally:
-        setup.close()
+    return _measure(ctx, "build-cold", ["--no-cache"], rmi=True, cap=10)
 
 
 @scenario("build-cached", reference="podman",
           description="rebuild the package.json example, every step cached")
 def build_cached(ctx: Context) -> list[Measurement]:
-    setup = _Setup(ctx)
-    try:
-        tools = setup.tools([], setup.app, setup.app / "Dockerfile", rmi=False)
-        return measure_interleaved("build-cached", "podman", tools, _n(ctx, 20)) + \
-            _skip("build-cached", setup)
-    finally:
-        setup.close()
+    return _measure(ctx, "build-cached", [], rmi=False, cap=20)
 
 
 @scenario("build-one-file-changed", reference="podman",
           description="rebuild after one source file changed: the last COPY and CMD re-run")
 def build_one_file_changed(ctx: Context) -> list[Measurement]:
-    setup = _Setup(ctx)
-    try:
+    def edit(setup: _Setup):
         def touch(i: int, tool: str) -> None:
             (setup.app / "src/m0.js").write_text(f"module.exports = '{tool}-{i}';\n")
-        tools = setup.tools([], setup.app, setup.app / "Dockerfile", rmi=False, before=touch)
-        return measure_interleaved("build-one-file-changed", "podman", tools,
-                                   _n(ctx, 10)) + _skip("build-one-file-changed", setup)
-    finally:
-        setup.close()
+        return touch
+    return _measure(ctx, "build-one-file-changed", [], rmi=False, cap=10, before=edit)
 
 
 @scenario("build-copy-1gib", reference="podman",

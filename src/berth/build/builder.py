@@ -627,13 +627,18 @@ class Builder:
               apply: Callable[[State], None], pad: str = " ") -> None:
         self._step(state, inst, _NOP + pad + text, {}, apply, None)
 
-    def _do_env(self, state: State, inst: Instruction) -> None:
+    def _pairs(self, state: State, inst: Instruction) -> list[tuple[str, str]]:
+        """ENV's and LABEL's key/value pairs, expanded with the variables before the step."""
         env = state.env()
         pairs = [(self.lex.process_word(inst.args[i], env),
                   self.lex.process_word(inst.args[i + 1], env))
                  for i in range(0, len(inst.args) - 1, 2)]
         if not pairs:
-            raise self._error(inst, "ENV requires at least one argument")
+            raise self._error(inst, f"{inst.cmd.upper()} requires at least one argument")
+        return pairs
+
+    def _do_env(self, state: State, inst: Instruction) -> None:
+        pairs = self._pairs(state, inst)
         for k, _ in pairs:
             if not k:
                 raise self._error(inst, "ENV names can not be blank")
@@ -646,12 +651,7 @@ class Builder:
         self._meta(state, inst, "ENV " + " ".join(f"{k}={v}" for k, v in pairs), apply)
 
     def _do_label(self, state: State, inst: Instruction) -> None:
-        env = state.env()
-        pairs = [(self.lex.process_word(inst.args[i], env),
-                  self.lex.process_word(inst.args[i + 1], env))
-                 for i in range(0, len(inst.args) - 1, 2)]
-        if not pairs:
-            raise self._error(inst, "LABEL requires at least one argument")
+        pairs = self._pairs(state, inst)
 
         def apply(s: State) -> None:
             labels = dict(s.config.get("Labels") or {})
