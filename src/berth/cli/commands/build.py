@@ -10,7 +10,7 @@ from berth.cli.args import Command, Flag
 from berth.errors import InvalidArgument
 
 SUMMARY = "Build an image from a Dockerfile"
-USAGE = "[OPTIONS] PATH | URL | -"
+USAGE = "[OPTIONS] PATH | -"
 
 
 def command(path: str) -> Command:
@@ -30,8 +30,8 @@ def command(path: str) -> Command:
              "(auto, plain, tty): berth always prints the plain log"),
         Flag("iidfile", value="string", help="Write the image ID to the file"),
         Flag("network", value="string", default="default", help="Set the networking mode for "
-             "the RUN instructions during build (default: host until bridge networks exist; "
-             "none)"),
+             "the RUN instructions during build: default (the host's, until bridge networks "
+             "exist), host or none"),
         Flag("cache-from", value="strings", repeat=True, help="Images to consider as cache "
              "sources"),
         Flag("explain", help="Say for every step that misses the cache why it missed"),
