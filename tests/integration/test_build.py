@@ -395,3 +395,33 @@ def test_quoted_words_and_script_heredocs(base: str, tmp_path: Path) -> None:
                 "pwd; cat /script.out /expanded /literal").stdout
     assert out == ("/dir with two words\nscript:/dev/pipes/EOF\nname=two words\n"
                    "name=$NAME\n")
+
+
+def test_metadata_instructions_reach_the_config_as_docker_writes_it(base: str,
+                                                                   tmp_path: Path) -> None:
+    ctx = write(tmp_path / "ctx", {"Dockerfile": (
+        "FROM bb:test\nMAINTAINER someone <a@b.c>\nLABEL a=1 \"b c\"=\"d e\"\n"
+        "EXPOSE 80 53/udp 8000-8001\nVOLUME [\"/data\", \"/logs\"]\nUSER app:app\n"
+        "STOPSIGNAL SIGINT\nHEALTHCHECK --interval=5s --timeout=2s --retries=4 CMD true\n"
+        "SHELL [\"/bin/sh\", \"-ec\"]\nCMD echo $0\nENTRYPOINT [\"/bin/echo\"]\n"
+        "ONBUILD RUN echo later\n")})
+    build(ctx, "-t", "meta")
+    info = json.loads(berth("image", "inspect", "meta").stdout)[0]
+    cfg = info["Config"]
+    assert info["Author"] == "someone <a@b.c>"
+    assert cfg["Labels"] == {"a": "1", "b c": "d e"}
+    assert cfg["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}}
+    assert cfg["Volumes"] == {"/data": {}, "/logs": {}}
+    assert (cfg["User"], cfg["StopSignal"]) == ("app:app", "SIGINT")
+    assert cfg["Healthcheck"] == {"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000,
+                                  "Timeout": 2_000_000_000, "Retries": 4}
+    assert cfg["Shell"] == ["/bin/sh", "-ec"]
+    # CMD in shell form uses SHELL; an ENTRYPOINT set later in the same stage keeps that CMD
+    assert cfg["Cmd"] == ["/bin/sh", "-ec", "echo $0"] and cfg["Entrypoint"] == ["/bin/echo"]
+    assert cfg["OnBuild"] == ["RUN echo later"]
+    hist = json.loads(berth("image", "inspect", "--format", "{{json .}}", "meta").stdout)
+    assert hist["Id"] == info["Id"]
+    rows = berth("history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Size}}", "meta"
+                 ).stdout.splitlines()
+    assert rows[0] == '/bin/sh -c #(nop)  ONBUILD RUN echo later|0B'
+    assert '/bin/sh -c #(nop)  EXPOSE 53/udp 80/tcp 8000/tcp 8001/tcp|0B' in rows
