@@ -754,7 +754,7 @@ class ImageStore:
         while True:
             rows = [r[0] for r in tx.execute(
                 "SELECT chain_id FROM layers l WHERE refcount = 0 AND NOT EXISTS "
-                "(SELECT 1 FROM layers c WHERE c.parent = l.chain_id)")]
+                "(SELECT 1 FROM layers c WHERE c.parent = l.chain_id) ORDER BY rowid")]
             if not rows:
                 break
             for c in rows:
