@@ -1,4 +1,4 @@
-"""`berth system …`: check, events, info (and later df, prune)."""
+"""`berth system …`: check, df, events, info, prune."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from berth.cli.args import Command, Flag
 
 SUBCOMMANDS = {
     "check": "Verify every blob, layer and reference of the store; --repair mends them",
+    "df": "Show berth disk usage",
     "events": "Get real time events from the server",
     "info": "Display system-wide information",
+    "prune": "Remove unused data",
 }
 
 
@@ -26,6 +28,10 @@ def dispatch(name: str, args: list[str], path: str) -> int:
     if name == "info":  # its own module, also `berth info`
         from . import info
         return guarded(lambda: info.main(args, path))
+    if name in ("df", "prune"):  # with the other prunes in prune.py
+        from . import prune
+        fn = prune.df if name == "df" else prune.system_prune
+        return guarded(lambda: fn(args, path))
     return guarded(lambda: _check(args, path))
 
 
