@@ -881,7 +881,7 @@ class Builder:
         opts = CreateOptions(args=args, entrypoint="", env=env,
                              workdir=state.config.get("WorkingDir") or "",
                              user=state.config.get("User") or "", network=net,
-                             mounts=mounts)
+                             mounts=mounts, image_volumes=False)
         c = self.engine.create(state.image_id, opts)
         self.log(f" ---> Running in {c.short_id}")
         try:

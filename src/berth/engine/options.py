@@ -212,8 +212,10 @@ def parse_volume(text: str) -> BindMount:
                                                "nocopy"}:
         raise InvalidArgument(f"invalid mode: {mode}")
     readonly = "ro" in mode.split(",")
+    vopts = ("nocopy",) if "nocopy" in mode.split(",") else ()
     if len(parts) == 1:
-        return BindMount("volume", "", _abs_target(parts[0], f"-v {text}"), readonly)
+        return BindMount("volume", "", _abs_target(parts[0], f"-v {text}"), readonly,
+                         options=vopts)
     if len(parts) != 2 or not parts[0]:
         raise InvalidArgument(f"invalid volume specification: {text!r}")
     src, dst = parts
@@ -223,16 +225,32 @@ def parse_volume(text: str) -> BindMount:
     if src.startswith("."):
         raise InvalidArgument(f"invalid volume specification: {text!r}: a host path must be "
                               "absolute")
-    return BindMount("volume", src, target, readonly)
+    return BindMount("volume", src, target, readonly, options=vopts)
 
 
 def parse_mount(text: str) -> BindMount:
     """`--mount type=bind|volume|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…]`."""
     fields: dict[str, str] = {}
     flags: set[str] = set()
+    vopts: list[str] = []  # a volume's: nocopy, label:k=v, opt:k=v, driver:NAME
     for item in text.split(","):
         key, eq, value = item.partition("=")
         key = key.strip().lower()
+        if key in ("volume-label", "volume-opt") and eq:
+            if "=" not in value and key == "volume-opt":
+                raise InvalidArgument(f"invalid argument {text!r} for \"--mount\" flag: "
+                                      f"invalid volume-opt {value!r}: expected key=value")
+            vopts.append(f"{key[7:]}:{value}")
+            continue
+        if key == "volume-nocopy":
+            if not eq or value.lower() in ("1", "true"):
+                vopts.append("nocopy")
+            elif value.lower() not in ("0", "false"):
+                raise InvalidArgument(f"invalid value for volume-nocopy: {value}")
+            continue
+        if key == "volume-driver" and eq:
+            vopts.append(f"driver:{value}")
+            continue
         if not eq:
             flags.add(key)
             continue
@@ -247,6 +265,9 @@ def parse_mount(text: str) -> BindMount:
         raise InvalidArgument(f"invalid argument {text!r} for \"--mount\" flag: target is "
                               "required")
     target = _abs_target(dst, f"--mount {text}")
+    if vopts and kind != "volume":
+        raise InvalidArgument(f"invalid argument {text!r} for \"--mount\" flag: volume "
+                              f"options are only for type=volume, not {kind}")
     if kind == "bind":
         if not src:
             raise InvalidArgument(f"invalid mount config for type \"bind\": field Source must "
@@ -266,7 +287,7 @@ def parse_mount(text: str) -> BindMount:
             opts.append(f"mode={int(fields.pop('tmpfs-mode'), 8):o}")
         return BindMount("tmpfs", "", target, readonly, options=tuple(opts))
     if kind == "volume":
-        return BindMount("volume", src, target, readonly)
+        return BindMount("volume", src, target, readonly, options=tuple(vopts))
     raise InvalidArgument(f"invalid argument {text!r} for \"--mount\" flag: unknown mount "
                           f"type {kind!r}")
 

@@ -83,6 +83,7 @@ class CreateOptions:
     labels: list[str] = field(default_factory=list)
     stop_signal: str = ""
     stop_timeout: int | None = None
+    image_volumes: bool = True  # the image's VOLUMEs as anonymous volumes (not for RUN steps)
 
 
 def _cap_name(name: str) -> str:
@@ -191,8 +192,11 @@ def container_spec(image_config: Mapping[str, Any] | None, opts: CreateOptions, 
                    rootfs: str, hostname: str, passwd: str | None = None,
                    group: str | None = None, host_env: Mapping[str, str] | None = None,
                    host_caps: Sequence[str] = DEFAULT_CAPS,
-                   extra_mounts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
-    """config.json for a container of an image (`image_config` is the config's `config`)."""
+                   extra_mounts: Sequence[Mapping[str, Any]] = (),
+                   volume_mounts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """config.json for a container of an image (`image_config` is the config's `config`).
+    The caller's mounts (`volume_mounts`, binds, tmpfs) come in docker's order: by depth of
+    the destination, so a volume at /a is mounted before a bind at /a/b."""
     ic = dict(image_config or {})
     argv = resolve_command(ic.get("Entrypoint"), ic.get("Cmd"), opts.entrypoint, opts.args)
     base = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"] + (["TERM=xterm"] if opts.tty
@@ -240,7 +244,9 @@ def container_spec(image_config: Mapping[str, Any] | None, opts: CreateOptions, 
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]},
         *[dict(m) for m in extra_mounts],
-        *[_mount(m) for m in opts.mounts if m.kind != "volume"],
+        *sorted([*(dict(m) for m in volume_mounts),
+                 *(_mount(m) for m in opts.mounts if m.kind != "volume")],
+                key=lambda m: len([p for p in m["destination"].split("/") if p])),
     ]
     linux: dict[str, Any] = {"resources": _resources(opts), "namespaces": namespaces}
     if not opts.privileged:
