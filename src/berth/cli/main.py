@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "system": ("berth.cli.commands.system", "Manage berth"),
     "events": ("berth.cli.commands.events", "Get real time events from the server"),
     "info": ("berth.cli.commands.info", "Display system-wide information"),
+    "volume": ("berth.cli.commands.volume", "Manage volumes"),
     "container": ("berth.cli.commands.container", "Manage containers"),
     "run": ("berth.cli.commands.container:run", "Create and run a new container from an image"),
     "create": ("berth.cli.commands.container:create", "Create a new container"),
@@ -67,6 +68,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "changes"),
     "wait": ("berth.cli.commands.container:wait", "Block until one or more containers stop, "
              "then print their exit codes"),
+    "cp": ("berth.cli.commands.container:cp", "Copy files/folders between a container and "
+           "the local filesystem"),
 }
 
 # what an error costs: docker's exit status when the engine refused (125)

@@ -48,7 +48,7 @@ _NOUN = ("hopper", "lovelace", "turing", "ritchie", "thompson", "liskov", "knuth
          "noether", "hamilton", "babbage", "dijkstra", "shannon", "wirth", "kay", "torvalds")
 _COLUMNS = ("id", "name", "image_id", "image_ref", "created_ns", "status", "pid", "exit_code",
             "started_ns", "finished_ns", "monitor_pid", "auto_remove", "restart_count",
-            "stopped_by_user", "health", "config")
+            "stopped_by_user", "health", "config", "size_rw", "log_size", "oom_killed")
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,9 @@ class Container:
     stopped_by_user: bool
     health: str  # JSON of docker's State.Health, "" without a health check
     config: dict[str, Any]
+    size_rw: int = 0  # the writable layer's apparent size when last measured (exit, ps -s)
+    log_size: int = 0  # bytes of its json-file logs at exit
+    oom_killed: bool = False  # the OOM killer struck in its cgroup during the last run
 
     @property
     def short_id(self) -> str:
@@ -119,6 +122,7 @@ class Engine:
             d = dict(zip(_COLUMNS, r))
             d["config"] = json.loads(d["config"])
             d["auto_remove"] = bool(d["auto_remove"])
+            d["oom_killed"] = bool(d["oom_killed"])
             out.append(Container(**d))
         return out
 
@@ -168,6 +172,9 @@ class Engine:
         cfg = img.config.doc.get("config") or {}
         from berth.image.unpack import prepare_rootfs
         [mount] = prepare_rootfs(self.images, img, cid)
+        from . import volumes
+        vol_uses = volumes.plan_uses(cfg.get("Volumes") if opts.image_volumes else None,
+                                     opts.mounts)
         passwd, group = self._image_file(img, "etc/passwd"), self._image_file(img, "etc/group")
         for m in opts.mounts:
             if m.kind == "bind" and not os.path.exists(m.source):
@@ -179,7 +186,8 @@ class Engine:
                for n in ("hostname", "hosts", "resolv.conf")]
         spec = container_spec(cfg, opts, rootfs=mount.target, hostname=hostname, passwd=passwd,
                               group=group, host_env=os.environ, host_caps=_host_caps(),
-                              extra_mounts=etc)
+                              extra_mounts=etc,
+                              volume_mounts=volumes.spec_mounts(self.root, vol_uses))
         if opts.entrypoint is not None:
             ep, cmd = ([opts.entrypoint] if opts.entrypoint else []), list(opts.args)
         else:
@@ -208,7 +216,8 @@ class Engine:
                   "mount_points": sorted(m["destination"].strip("/") for m in spec["mounts"]),
                   "interactive": opts.interactive, "image": image,
                   "binds": [m.source for m in opts.mounts if m.kind == "bind" and
-                            m.create_source]}
+                            m.create_source],
+                  "volumes": [u.record() for u in vol_uses]}
         cdir.mkdir(parents=True)
         try:
             (cdir / "config.json").write_text(json.dumps(spec))
@@ -229,6 +238,7 @@ class Engine:
                            "auto_remove, config) VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (cid, name, img.id, image, time.time_ns(), int(auto_remove),
                             json.dumps(record)))
+                volumes.claim(tx, self.db, self.root, vol_uses)
                 self.db.record_event("container", "create", cid,
                                      {"name": name, "image": image})
         except BaseException:
@@ -551,7 +561,8 @@ class Engine:
         self.db.record_event("container", "stop", c.id, {"name": c.name})
         return c
 
-    def remove(self, ref: str, force: bool = False) -> str:
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> str:
+        """`volumes` (rm -v): its anonymous volumes go too (named ones stay)."""
         c = self.get(ref)
         if c.status in ("running", "restarting"):
             self._stopped_by_user(c.id)
@@ -568,10 +579,30 @@ class Engine:
         # runtime kills what is left in the container's cgroup and removes its state.
         with contextlib.suppress(BerthError, OSError):
             self._runtime().delete(c.id, force=True)
-        self.destroy(c.id)
+        self.destroy(c.id, volumes=volumes)
         return c.id
 
     # -- the writable layer ----------------------------------------------------------------------
+
+    def sizes(self, ref: str) -> tuple[int, int]:
+        """docker's SizeRw and SizeRootFs: the writable layer's apparent size (walked now
+        for a running container, as docker does, and recorded; else the size recorded when
+        it exited or was last written by `cp`) and that plus the image's size."""
+        c = self.get(ref)
+        size_rw = self.record_size(c.id) if c.status in ("running", "restarting") \
+            else c.size_rw
+        try:
+            image = self.images.get(c.image_id).size
+        except BerthError:
+            image = 0
+        return size_rw, image + size_rw
+
+    def record_size(self, cid: str) -> int:
+        """Walk the writable layer now and record its size (containers.size_rw)."""
+        size = writable_size(self.root, cid)
+        with self.db.transaction() as tx:
+            tx.execute("UPDATE containers SET size_rw = ? WHERE id = ?", (size, cid))
+        return size
 
     def _layer_paths(self, c: Container) -> tuple[list[str], Path]:
         from berth.store.snapshots import Snapshots
@@ -687,9 +718,10 @@ class Engine:
                                                             "imageID": out.id})
         return out.id
 
-    def destroy(self, cid: str) -> None:
-        """Remove the records and files of a container that is not running."""
-        destroy(self.db, self.root, cid)
+    def destroy(self, cid: str, volumes: bool | None = None) -> None:
+        """Remove the records and files of a container that is not running (and its
+        anonymous volumes with `volumes`; None: when it is an --rm container)."""
+        destroy(self.db, self.root, cid, volumes=volumes)
 
 
 def signal_number(text: str) -> int:
@@ -714,14 +746,48 @@ def log_path(root: str | os.PathLike[str], cid: str) -> Path:
     return Path(root) / "containers" / cid / f"{cid}-json.log"
 
 
+def writable_size(root: str | os.PathLike[str], cid: str) -> int:
+    """The apparent size of the container's writable layer, as docker's directory.Size: the
+    lstat size of everything but directories, each inode once (0 when it has none)."""
+    upper = os.path.join(root, "snapshots", cid, "upper")
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(upper):
+        for name in filenames + [d for d in dirnames
+                                 if os.path.islink(os.path.join(dirpath, d))]:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if st.st_size and key not in seen:
+                seen.add(key)
+                total += st.st_size
+    return total
+
+
+def logs_size(root: str | os.PathLike[str], cid: str) -> int:
+    """Bytes of the container's json-file log and its rotated files."""
+    base = log_path(root, cid)
+    total = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(base.parent):
+            if entry.name == base.name or entry.name.startswith(base.name + "."):
+                total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
 def exit_file(run: str | os.PathLike[str], cid: str) -> Path:
     """Where the monitor of an --rm container leaves its exit code for `run` and `wait`."""
     return Path(run) / "exits" / cid
 
 
-def destroy(db: Database, root: str | os.PathLike[str], cid: str) -> None:
+def destroy(db: Database, root: str | os.PathLike[str], cid: str, *,
+            volumes: bool | None = None) -> None:
     """Remove the records and files of a container that is not running (light on imports:
-    the monitor calls it on its way out)."""
+    the monitor calls it on its way out). Its anonymous volumes go too with `volumes` (None:
+    when it was made with --rm, as docker's `run --rm` removes them)."""
+    from . import volumes as vol
     from berth.store import mount as mnt
     from berth.store.snapshots import Snapshots
     snaps = Snapshots(root)
@@ -732,8 +798,10 @@ def destroy(db: Database, root: str | os.PathLike[str], cid: str) -> None:
         row = tx.execute("SELECT name FROM containers WHERE id = ?", (cid,)).fetchone()
         if row is None:
             return
+        dropped = vol.release(tx, db, root, cid, volumes)
         tx.execute("DELETE FROM containers WHERE id = ?", (cid,))
         db.record_event("container", "destroy", cid, {"name": row[0]})
+    vol.discard(dropped)
     for p in snaps.remove(cid):
         shutil.rmtree(p, ignore_errors=True)
     shutil.rmtree(Path(root) / "containers" / cid, ignore_errors=True)

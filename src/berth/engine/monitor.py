@@ -141,6 +141,8 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     try:
         mnt.mount_all([plan])
         mounted = True
+        from .volumes import attach as attach_volumes
+        attach_volumes(db, root, run, cid, plan.target)  # typed volumes, copy-up
         ours = theirs = None
         if tty:  # the init sends the pty master over this pair; we keep it and relay it
             import socket
@@ -162,6 +164,9 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         os.dup2(devnull, 2)
         with _suppress():
             rt.delete(cid, force=True)
+        with _suppress():
+            from .volumes import detach as detach_volumes
+            detach_volumes(db, root, run, cid)
         if mounted:
             with _suppress():
                 mnt.unmount(plan.target, detach=True)
@@ -188,7 +193,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     os.dup2(devnull, 2)
     with db.transaction() as tx:
         tx.execute("UPDATE containers SET status = 'running', pid = ?, started_ns = ?, "
-                   "monitor_pid = ?, exit_code = 0, finished_ns = 0, health = '' WHERE id = ?",
+                   "monitor_pid = ?, exit_code = 0, oom_killed = 0, health = '' WHERE id = ?",
                    (state.pid, time.time_ns(), os.getpid(), cid))
         db.record_event("container", "start", cid, {"name": name})
     record = json.loads(db.read("SELECT config FROM containers WHERE id = ?", (cid,))[0][0])
@@ -282,6 +287,17 @@ def _named_link(run: str, py: str) -> str:
         return py
 
 
+def _oom_killed(rt: Any, cid: str) -> bool:
+    """Whether the OOM killer struck in the container's cgroup (read before it is removed)."""
+    try:
+        from berth.runtime.cgroups import open_cgroups
+        st, _ = rt.load(cid)
+        mem = open_cgroups(st.cgroups_path, cid).stats().get("memory") or {}
+        return int(mem.get("oom_kill") or 0) > 0
+    except Exception:  # noqa: BLE001 - no cgroup left, no memory controller: not known
+        return False
+
+
 def finish(root: str, run: str, cid: str, code: int) -> None:
     """After the container exited: delete its runtime state, unmount its root filesystem,
     record the exit, and remove it when it was started with --rm. Imports only what that
@@ -291,15 +307,20 @@ def finish(root: str, run: str, cid: str, code: int) -> None:
     from berth.store.db import Database
     from berth.store.snapshots import Snapshots
 
-    from .containers import destroy, exit_file
+    from .containers import destroy, exit_file, logs_size, writable_size
+    rt = Runtime(os.path.join(run, "runtime"))
+    oom = _oom_killed(rt, cid)
     with _suppress():
-        Runtime(os.path.join(run, "runtime")).delete(cid, force=True)
+        rt.delete(cid, force=True)
     target = Snapshots(root).path(cid) / "merged"
     with _suppress():
         if mnt.is_mounted(target):
             mnt.unmount(target)
     db = Database(root)
     try:
+        with _suppress():  # unmount typed volumes, record their sizes
+            from .volumes import detach as detach_volumes
+            detach_volumes(db, root, run, cid)
         row = db.read("SELECT name, auto_remove, restart_count, stopped_by_user, config, "
                       "image_id FROM containers WHERE id = ?", (cid,))
         if not row:
@@ -307,10 +328,14 @@ def finish(root: str, run: str, cid: str, code: int) -> None:
         name, auto_remove, count, stopped, config, image_id = row[0]
         policy = json.loads(config).get("restart") or {}
         again = not auto_remove and should_restart(policy, code, count, bool(stopped))
+        size_rw = log_size = 0
+        with _suppress():  # recorded for `ps -s`, `inspect --size` and `system df`
+            size_rw, log_size = writable_size(root, cid), logs_size(root, cid)
         with db.transaction() as tx:
             tx.execute("UPDATE containers SET status = ?, exit_code = ?, finished_ns = ?, "
-                       "pid = 0 WHERE id = ?",
-                       ("restarting" if again else "exited", code, time.time_ns(), cid))
+                       "pid = 0, size_rw = ?, log_size = ?, oom_killed = ? WHERE id = ?",
+                       ("restarting" if again else "exited", code, time.time_ns(), size_rw,
+                        log_size, int(oom), cid))
             if not again:
                 tx.execute("UPDATE containers SET monitor_pid = 0 WHERE id = ?", (cid,))
             db.record_event("container", "die", cid, {"name": name, "exitCode": str(code)})

@@ -14,9 +14,11 @@ Schema (version in `schema_version`, raised by MIGRATIONS, each applied once, in
                  last_tag_ns (v2)
     tags         reference PK -> images.id (cascade)
     image_layers (image_id, position) PK -> images (cascade), chain_id -> layers
-    containers   (v3) the engine's container records
+    containers   (v3) the engine's container records; (v7) size_rw: apparent size of the
+                 writable layer, log_size: bytes of its json-file logs, oom_killed
     build_cache  (v4) key PK -> images.id (cascade), parent_id, probe, created_by, inputs,
                  size, created_ns, last_used_ns
+    volumes      (v6) name PK, driver, labels, options (JSON), created_ns, anonymous, size
     events       id autoincrement, time_ns, type, action, actor_id, attributes (JSON);
                  the newest `keep_events` (>= 1000) kept, trimmed in the writer's transaction
 
@@ -155,7 +157,31 @@ _V5 = """
 ALTER TABLE layers ADD COLUMN unpacked INTEGER NOT NULL DEFAULT 1
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
+# v6: volumes (docker's local driver; data under <root>/volumes/<name>/_data). Which
+# containers use a volume is in their config JSON ("volumes"); `size` is the bytes under _data,
+# walked at create, when a container using it exits, and at prune (0 with mount options)
+_V6 = """
+CREATE TABLE volumes (
+    name        TEXT PRIMARY KEY,
+    driver      TEXT NOT NULL DEFAULT 'local',
+    labels      TEXT NOT NULL DEFAULT '{}',
+    options     TEXT NOT NULL DEFAULT '{}',
+    created_ns  INTEGER NOT NULL,
+    anonymous   INTEGER NOT NULL DEFAULT 0,
+    size        INTEGER NOT NULL DEFAULT 0
+)
+"""
+
+# v7: what a container's writable layer and logs take, recorded when it exits (and when `ps -s`
+# or `inspect --size` walk a running one), so `system df` reads records; whether the kernel's
+# OOM killer struck in its cgroup (inspect's State.OOMKilled)
+_V7 = """
+ALTER TABLE containers ADD COLUMN size_rw INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE containers ADD COLUMN log_size INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE containers ADD COLUMN oom_killed INTEGER NOT NULL DEFAULT 0
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

@@ -44,6 +44,8 @@ SUBCOMMANDS = {
     "port": "List port mappings or a specific mapping for the container",
     "diff": "Inspect changes to files or directories on a container's filesystem",
     "commit": "Create a new image from a container's changes",
+    "prune": "Remove all stopped containers",
+    "cp": "Copy files/folders between a container and the local filesystem",
 }
 ALIASES = {"ps": "ls", "list": "ls", "remove": "rm"}
 
@@ -116,6 +118,9 @@ def run(args: list[str]) -> int:
 
 def dispatch(name: str, args: list[str], path: str) -> int:
     from berth.cli.main import guarded
+    if name == "prune":  # with the other prunes (cli/commands/prune.py)
+        from .prune import container_prune
+        return guarded(lambda: container_prune(args, path))
     return guarded(lambda: _HANDLERS[name](args, path))
 
 
@@ -148,9 +153,6 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
     mounts = [o.parse_volume(v) for v in opts["volume"]]
     mounts += [o.parse_mount(m) for m in opts["mount"]]
     mounts += [o.parse_tmpfs(t) for t in opts["tmpfs"]]
-    if any(m.kind == "volume" for m in mounts):
-        raise InvalidArgument("named and anonymous volumes come with the volumes issue; use a "
-                              "bind mount (-v /host/path:/path) or --tmpfs")
     return CreateOptions(
         tty=opts["tty"], interactive=opts["interactive"],
         args=rest, entrypoint=opts["entrypoint"] if opts["entrypoint_given"] else None,
@@ -212,12 +214,12 @@ def _run(args: list[str], path: str) -> int:
                 os.close(stdin_r)
     except (CommandNotFound, CommandNotInvokable) as e:
         print(f"Error: failed to start container {c.short_id}: {e}", file=sys.stderr)
-        eng.destroy(c.id)
+        eng.destroy(c.id, volumes=True)
         return e.exit_code
     except BaseException:
         if log_fd is not None:
             os.close(log_fd)
-        eng.destroy(c.id)
+        eng.destroy(c.id, volumes=True)
         raise
     if opts["detach"]:
         print(c.id)
@@ -500,10 +502,12 @@ def _kill(args: list[str], path: str) -> int:
 def _rm(args: list[str], path: str) -> int:
     cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["rm"], [
         Flag("force", "f", help="Force the removal of a running container (uses SIGKILL)"),
+        Flag("volumes", "v", help="Remove anonymous volumes associated with the container"),
     ], min_args=1)
     opts, names = cmd.parse(args)
     eng = _engine()
-    return for_each(names, lambda n: (eng.remove(n, force=opts["force"]), n)[1])
+    return for_each(names, lambda n: (eng.remove(n, force=opts["force"],
+                                                 volumes=opts["volumes"]), n)[1])
 
 
 def _wait(args: list[str], path: str) -> int:
@@ -517,7 +521,8 @@ def _wait(args: list[str], path: str) -> int:
 
 _PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
                "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
-               "CreatedAt": "CREATED AT", "Labels": "LABELS"}
+               "CreatedAt": "CREATED AT", "Labels": "LABELS", "Size": "SIZE",
+               "State": "STATE"}
 
 
 def _status_text(c: Any, now: float) -> str:
@@ -550,6 +555,7 @@ def _ps(args: list[str], path: str) -> int:
         Flag("latest", "l", help="Show the latest created container"),
         Flag("no-trunc", help="Don't truncate output"),
         Flag("quiet", "q", help="Only display container IDs"),
+        Flag("size", "s", help="Display total file sizes"),
     ], max_args=0, aliases=("berth container ls", "berth container ps", "berth ps"))
     opts, _ = cmd.parse(args)
     filters = fmt.parse_filters(opts["filter"], {"status", "name", "id", "ancestor", "exited",
@@ -573,6 +579,8 @@ def _ps(args: list[str], path: str) -> int:
         items = items[:last]
     now = time.time()
     rows = []
+    # docker asks for sizes with -s, or when the template uses .Size
+    sizes = opts["size"] or ".Size" in (opts["format"] or "")
     for c in items:
         command = " ".join(c.command)
         rows.append({
@@ -582,17 +590,31 @@ def _ps(args: list[str], path: str) -> int:
                                   ensure_ascii=False),
             "RunningFor": fmt.since(c.created_ns / 1e9, now),
             "CreatedAt": fmt.created_at(c.created_ns / 1e9),
-            "Status": _status_text(c, now), "State": c.status, "Ports": "", "Names": c.name,
+            "Status": _status_text(c, now), "State": _state(eng, c), "Ports": "", "Names": c.name,
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(
-                (c.config.get("labels") or {}).items())), "Size": "N/A"})
+                (c.config.get("labels") or {}).items())),
+            "Size": _size_text(*eng.sizes(c.id)) if sizes else ""})
     if opts["quiet"]:
         sys.stdout.write("".join(r["ID"] + "\n" for r in rows))
         return 0
     default = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t"
-               "{{.Ports}}\t{{.Names}}")
+               "{{.Ports}}\t{{.Names}}" + ("\t{{.Size}}" if opts["size"] else ""))
     sys.stdout.write(fmt.render(rows, opts["format"], default_table=default,
                                 headers=_PS_HEADERS))
     return 0
+
+
+def _state(eng: Any, c: Any) -> str:
+    """docker's State.Status: a running container whose cgroup is frozen is "paused"."""
+    return "paused" if c.status == "running" and eng.paused(c) else c.status
+
+
+def _size_text(size_rw: int, size_root_fs: int) -> str:
+    """docker's SIZE column: "2B (virtual 1.24MB)"."""
+    from berth.cli.format import human_size
+    if size_root_fs > 0:
+        return f"{human_size(size_rw)} (virtual {human_size(size_root_fs)})"
+    return human_size(size_rw)
 
 
 def _matches(c: Any, filters: dict[str, list[str]]) -> bool:
@@ -696,26 +718,38 @@ def _inspect(args: list[str], path: str) -> int:
     from .common import emit_inspect
     cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["inspect"], [
         Flag("format", "f", "string", help="Format output using a custom template"),
+        Flag("size", "s", help="Display total file sizes"),
     ], min_args=1)
     opts, names = cmd.parse(args)
     eng = _engine()
 
+    from berth.engine.volumes import container_mounts
+
     def describe(name: str) -> dict[str, Any]:
         c = eng.get(name)
         spec = json.loads((eng.container_dir(c.id) / "config.json").read_text())
+        # docker counts a restarting container as running (its State.Running stays true)
+        running = c.status in ("running", "restarting")
+        sizes = {}
+        if opts["size"]:
+            rw, rootfs = eng.sizes(c.id)
+            sizes = {"SizeRw": rw, "SizeRootFs": rootfs}
         return {
             "Id": c.id, "Created": rfc3339_nano(c.created_ns), "Path": c.command[0],
             "Args": c.command[1:],
-            "State": {"Status": c.status, "Running": c.status == "running", "Paused": False,
-                      "Restarting": False, "OOMKilled": False, "Dead": c.status == "dead",
-                      "Pid": c.pid, "ExitCode": c.exit_code, "Error": "",
+            "State": {"Status": _state(eng, c), "Running": running,
+                      "Paused": c.status == "running" and eng.paused(c),
+                      "Restarting": c.status == "restarting", "OOMKilled": c.oom_killed,
+                      "Dead": c.status == "dead", "Pid": c.pid if running else 0,
+                      "ExitCode": c.exit_code, "Error": "",
                       **({"Health": json.loads(c.health) if c.health else
                           {"Status": "starting", "FailingStreak": 0, "Log": []}}
                          if c.config.get("healthcheck") else {}),
                       "StartedAt": rfc3339_nano(c.started_ns),
                       "FinishedAt": rfc3339_nano(c.finished_ns)},
             "Image": c.image_id, "LogPath": str(eng.log_path(c.id)), "Name": "/" + c.name,
-            "Driver": "overlay2",
+            "Mounts": container_mounts(eng.root, c.config),
+            "Driver": "overlay2", **sizes,
             "HostConfig": {"AutoRemove": c.auto_remove,
                            "Privileged": "CAP_SYS_ADMIN" in spec["process"]["capabilities"][
                                "bounding"]},
@@ -918,6 +952,55 @@ def _export(args: list[str], path: str) -> int:
     return 0
 
 
+def _cp(args: list[str], path: str) -> int:
+    """docker's cp (engine/cp.py). Progress is said on stderr only when it is a terminal."""
+    from berth.engine import cp
+    from berth.engine.cp_rules import split_cp_arg
+    from berth.cli.format import human_size
+    cmd = Command(path, "[OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\t" + path +
+                  " [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH", SUBCOMMANDS["cp"] + "\n\nUse '-' as the "
+                  "source to read a tar archive from stdin\nand extract it to a directory "
+                  "destination in a container.\nUse '-' as the destination to stream a tar "
+                  "archive of a\ncontainer source to stdout.", [
+        Flag("archive", "a", help="Archive mode (copy all uid/gid information)"),
+        Flag("follow-link", "L", help="Always follow symbol link in SRC_PATH"),
+        Flag("quiet", "q", help="Suppress progress output during copy. Progress output is "
+             "automatically suppressed if no terminal is attached"),
+    ], min_args=2, max_args=2)
+    opts, (source, destination) = cmd.parse(args)
+    if not source:
+        raise InvalidArgument("source can not be empty")
+    if not destination:
+        raise InvalidArgument("destination can not be empty")
+    src_container, src_path = split_cp_arg(source)
+    dst_container, dst_path = split_cp_arg(destination)
+    if src_container and dst_container:
+        raise InvalidArgument("copying between containers is not supported")
+    if not src_container and not dst_container:
+        raise InvalidArgument("must specify at least one container source")
+    eng = _engine()
+    flags = {"follow_link": opts["follow_link"], "archive": opts["archive"]}
+    say = not opts["quiet"] and sys.stderr.isatty()
+    if src_container:
+        if dst_path == "-":
+            sys.stdout.flush()
+            with os.fdopen(os.dup(1), "wb") as out:
+                cp.copy_from_container(eng, src_container, src_path, out, **flags)
+            return 0
+        n = cp.copy_from_container(eng, src_container, src_path, dst_path, **flags)
+        where = os.path.abspath(dst_path)
+    elif src_path == "-":
+        with os.fdopen(os.dup(0), "rb") as stdin:
+            n = cp.copy_to_container(eng, dst_container, stdin, dst_path, **flags)
+        where = f"{dst_container}:{dst_path}"
+    else:
+        n = cp.copy_to_container(eng, dst_container, src_path, dst_path, **flags)
+        where = f"{dst_container}:{dst_path}"
+    if say:
+        print(f"Successfully copied {human_size(n, 4)} to {where}", file=sys.stderr)
+    return 0
+
+
 def _port(args: list[str], path: str) -> int:
     """No container publishes ports yet (networks come later): nothing to list, as docker
     prints nothing for a container without published ports."""
@@ -959,5 +1042,5 @@ _HANDLERS = {"run": _run, "create": _create, "start": _start, "ls": _ps, "logs":
              "diff": _diff, "commit": _commit, "exec": _exec,
              "pause": _pause, "unpause": _unpause, "top": _top, "rename": _rename,
              "export": _export, "port": _port, "update": _update,
-             "attach": _attach, "stats": _stats}
+             "attach": _attach, "stats": _stats, "cp": _cp}
 

@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "import": "Import the contents from a tarball to create a filesystem image",
     "save": "Save one or more images to a tar archive (streamed to STDOUT by default)",
     "load": "Load an image from a tar archive or STDIN",
+    "prune": "Remove unused images",
 }
 ALIASES = {"list": "ls", "remove": "rm", "rmi": "rm", "images": "ls"}
 
@@ -46,6 +47,9 @@ def dispatch(name: str, args: list[str], path: str) -> int:
     if name == "build":
         from .build import main
         return main(args, path)
+    if name == "prune":  # with the other prunes (cli/commands/prune.py)
+        from .prune import image_prune
+        return guarded(lambda: image_prune(args, path))
     return guarded(lambda: _HANDLERS[name](args, path))
 
 
