@@ -56,6 +56,8 @@ class ImageFormatError(BerthError):
 
 
 class NoSuchContainer(NotFound):
-    def __init__(self, ref: str) -> None:
-        super().__init__(f"container does not exist: {ref}")
+    """runc's words by default (the runtime); the engine passes docker's."""
+
+    def __init__(self, ref: str, message: str = "") -> None:
+        super().__init__(message or f"container does not exist: {ref}")
         self.ref = ref

@@ -129,14 +129,14 @@ class Engine:
     def get(self, ref: str) -> Container:
         """By full id, name (with or without a leading /), or unique id prefix."""
         if not ref:
-            raise NoSuchContainer("No such container: ")
+            raise NoSuchContainer("", "No such container: ")
         found = self._rows("WHERE id = ? OR name = ?", (ref, ref.removeprefix("/")))
         if not found and all(c in "0123456789abcdef" for c in ref):
             found = self._rows("WHERE substr(id, 1, ?) = ?", (len(ref), ref))
             if len(found) > 1:
                 raise InvalidArgument(f"multiple containers found with provided prefix: {ref}")
         if not found:
-            raise NoSuchContainer(f"No such container: {ref}")
+            raise NoSuchContainer(ref, f"No such container: {ref}")
         return self.refresh(found[0])
 
     def refresh(self, c: Container) -> Container:
@@ -531,7 +531,7 @@ class Engine:
         try:
             code = int(path.read_text())
         except (OSError, ValueError):
-            raise NoSuchContainer(f"No such container: {cid}") from None
+            raise NoSuchContainer(cid, f"No such container: {cid}") from None
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         return code

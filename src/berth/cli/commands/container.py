@@ -574,7 +574,7 @@ def _ps(args: list[str], path: str) -> int:
         if v not in ("created", "restarting", "running", "removing", "paused", "exited",
                      "dead"):
             raise InvalidArgument(f"invalid filter 'status={v}'")
-    items = [c for c in items if _matches(c, filters)]
+    items = [c for c in items if _matches(c, filters, _engine())]
     if last > 0:
         items = items[:last]
     now = time.time()
@@ -617,9 +617,11 @@ def _size_text(size_rw: int, size_root_fs: int) -> str:
     return human_size(size_rw)
 
 
-def _matches(c: Any, filters: dict[str, list[str]]) -> bool:
-    if "status" in filters and c.status not in filters["status"]:
-        return False
+def _matches(c: Any, filters: dict[str, list[str]], eng: Any = None) -> bool:
+    if "status" in filters:  # a frozen running container is "paused", as docker shows it
+        status = _state(eng, c) if eng is not None else c.status
+        if status not in filters["status"]:
+            return False
     if "name" in filters and not any(v.removeprefix("/") in c.name for v in filters["name"]):
         return False
     if "id" in filters and not any(c.id.startswith(v) for v in filters["id"]):
