@@ -27,8 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "create a filesystem image"),
     "save": ("berth.cli.commands.image:save", "Save one or more images to a tar archive"),
     "load": ("berth.cli.commands.image:load", "Load an image from a tar archive or STDIN"),
-    "inspect": ("berth.cli.commands.image:inspect", "Return low-level information on "
-                "images"),
+    "inspect": ("berth.cli.commands.inspect", "Return low-level information on berth "
+                "objects"),
     "build": ("berth.cli.commands.build", "Build an image from a Dockerfile"),
     "builder": ("berth.cli.commands.builder", "Manage builds"),
     "system": ("berth.cli.commands.system", "Manage berth"),

@@ -44,4 +44,6 @@ def engine() -> Engine:
     eng = _engines.get(key)
     if eng is None:
         eng = _engines[key] = Engine(*key)
+        from berth.engine.boot import after_boot
+        after_boot(eng)  # the first command after the machine booted restarts containers
     return eng
