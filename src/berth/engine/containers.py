@@ -31,6 +31,7 @@ from typing import Any
 
 from berth.errors import BerthError, Conflict, InvalidArgument, NoSuchContainer
 
+from . import procs
 from .options import merge_env, parse_log_opts, parse_restart
 from .spec import CreateOptions, container_spec
 
@@ -142,7 +143,7 @@ class Engine:
     def refresh(self, c: Container) -> Container:
         """A running record whose monitor is gone (killed, or the machine rebooted) is dead."""
         if c.status in ("running", "restarting") and c.monitor_pid and \
-                not _alive(c.monitor_pid):
+                not procs.alive(c.monitor_pid):
             with self.db.transaction() as tx:
                 tx.execute("UPDATE containers SET status = 'dead', finished_ns = ? WHERE id = ? "
                            "AND status IN ('running', 'restarting')", (time.time_ns(), c.id))
@@ -806,19 +807,6 @@ def destroy(db: Database, root: str | os.PathLike[str], cid: str, *,
         shutil.rmtree(p, ignore_errors=True)
     shutil.rmtree(Path(root) / "containers" / cid, ignore_errors=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _host_caps() -> list[str]:

@@ -270,7 +270,7 @@ def parse_mount(text: str) -> BindMount:
                               f"options are only for type=volume, not {kind}")
     if kind == "bind":
         if not src:
-            raise InvalidArgument(f"invalid mount config for type \"bind\": field Source must "
+            raise InvalidArgument("invalid mount config for type \"bind\": field Source must "
                                   "not be empty")
         if not src.startswith("/"):
             raise InvalidArgument(f"invalid mount config for type \"bind\": invalid mount path: "

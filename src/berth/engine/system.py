@@ -35,6 +35,8 @@ from pathlib import Path
 
 from berth.errors import BerthError, InvalidArgument, NotFound
 
+from . import procs
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from berth.store.db import Database
@@ -179,15 +181,6 @@ def _rfc3339_ns(text: str) -> int:
     return (calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) - offset) * _NS + frac
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def _log_size(root: Path, cid: str, max_file: int) -> tuple[bool, int]:
     base = root / "containers" / cid / f"{cid}-json.log"
@@ -238,7 +231,7 @@ def load_snapshot(db: Database, root: str | os.PathLike[str], *, leftovers: bool
         cid, name, image_id, image_ref, created_ns, status, monitor, started, finished, code, \
             cfg = row[:11]
         config = json.loads(cfg or "{}")
-        if status in ACTIVE_STATES and monitor and not _alive(int(monitor)):
+        if status in ACTIVE_STATES and monitor and not procs.alive(int(monitor)):
             status = "dead"  # its monitor is gone (Engine.refresh says the same)
         has_log, log_size = _log_size(root, cid, int((config.get("log") or {}).get(
             "max_file", 1)))

@@ -46,6 +46,8 @@ from typing import Any
 
 from berth.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 
+from . import procs
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
@@ -564,15 +566,6 @@ def _users_file(run: str, name: str) -> Iterator[dict[str, int]]:
         os.close(fd)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def _mount_shared(run: str, vol: Volume, data: Path, cid: str) -> None:
     from berth.store import mount as mnt
@@ -591,7 +584,7 @@ def _unmount_shared(run: str, vol: Volume, data: Path, cid: str) -> None:
     with _users_file(run, vol.name) as users:
         users.pop(cid, None)
         for other, pid in list(users.items()):
-            if not _alive(pid):
+            if not procs.alive(pid):
                 users.pop(other)
         if not users:
             mnt.unmount(data, detach=True)
