@@ -180,6 +180,18 @@ class BundleFactory:
 
 
 @pytest.fixture
+def image(berth_env: BerthEnv, rootfs: Path) -> Iterator[str]:
+    """The busybox rootfs imported as `bb:test` (CMD ["sh"]); every container is removed
+    afterwards. A test file may define its own `image`."""
+    from helpers.cli import berth, remove_all_containers
+    from helpers.rootfs import make_rootfs_tar
+    tar = make_rootfs_tar(berth_env.tmp / "rootfs.tar", rootfs)
+    berth("import", "-c", 'CMD ["sh"]', str(tar), "bb:test")
+    yield "bb:test"
+    remove_all_containers()
+
+
+@pytest.fixture
 def bundle(berth_env: BerthEnv, rootfs_cache: Path) -> BundleFactory:
     return BundleFactory(berth_env.tmp / "bundles", rootfs_cache)
 

@@ -14,31 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from helpers.rootfs import make_rootfs_tar
+from helpers.cli import berth
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from conftest import BerthEnv
-
-
-def berth(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "berth.cli.main", *args], capture_output=True,
-                       text=True, timeout=60)
-    if check:
-        assert r.returncode == 0, r.stderr
-    return r
-
-
-@pytest.fixture
-def image(berth_env: BerthEnv, rootfs: Path) -> str:
-    tar = make_rootfs_tar(berth_env.tmp / "rootfs.tar", rootfs)
-    berth("import", "-c", 'CMD ["sh"]', str(tar), "bb:test")
-    yield "bb:test"
-    ids = berth("ps", "-aq", check=False).stdout.split()
-    if ids:
-        berth("rm", "-f", *ids, check=False)
 
 
 def _power_cut(berth_env: BerthEnv) -> None:

@@ -10,30 +10,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from berth.build.files import lookup_in_layers
-from helpers.rootfs import make_rootfs_tar
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from conftest import BerthEnv
-
-
-def berth(*args: str, check: bool = True, timeout: float = 120,
-          input: bytes | None = None) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "berth.cli.main", *args], capture_output=True,
-                       timeout=timeout, input=input)
-    out = subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(errors="replace"),
-                                      r.stderr.decode(errors="replace"))
-    if check:
-        assert out.returncode == 0, out.stdout + out.stderr
-    return out
-
+from helpers.cli import berth
 
 def build(ctx: Path, *flags: str, check: bool = True) -> subprocess.CompletedProcess:
     return berth("build", "--network", "none", *flags, str(ctx), check=check)
@@ -62,13 +45,9 @@ def steps(log: str) -> dict[int, str]:
 
 
 @pytest.fixture
-def base(berth_env: BerthEnv, rootfs: Path) -> str:
-    tar = make_rootfs_tar(berth_env.tmp / "rootfs.tar", rootfs)
-    berth("import", "-c", 'CMD ["sh"]', str(tar), "bb:test")
-    yield "bb:test"
-    ids = berth("ps", "-aq", check=False).stdout.split()
-    if ids:
-        berth("rm", "-f", *ids, check=False)
+def base(image: str) -> str:
+    """conftest's busybox image, `bb:test`."""
+    return image
 
 
 def all_images() -> set[str]:

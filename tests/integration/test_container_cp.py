@@ -9,14 +9,10 @@ import io
 import os
 import sqlite3
 import subprocess
-import sys
 import tarfile
 import time
-from pathlib import Path
 
-import pytest
-
-from helpers.rootfs import make_rootfs_tar
+from helpers import cli
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -25,25 +21,11 @@ if TYPE_CHECKING:
 
 def berth(*args: str, check: bool = True, timeout: float = 60,
           input: bytes | None = None) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "berth.cli.main", *args], capture_output=True,
-                       timeout=timeout, input=input)
-    if check:
-        assert r.returncode == 0, r.stderr.decode()
-    return r
+    return cli.berth(*args, check=check, timeout=timeout, input=input, text=False)
 
 
 def err(r: subprocess.CompletedProcess) -> str:
     return r.stderr.decode()
-
-
-@pytest.fixture
-def image(berth_env: BerthEnv, rootfs: Path) -> str:
-    tar = make_rootfs_tar(berth_env.tmp / "rootfs.tar", rootfs)
-    berth("import", "-c", 'CMD ["sh"]', str(tar), "bb:test")
-    yield "bb:test"
-    ids = berth("ps", "-aq", check=False).stdout.split()
-    if ids:
-        berth("rm", "-f", *[i.decode() for i in ids], check=False)
 
 
 def running(image: str, name: str, script: str = "") -> str:

@@ -7,38 +7,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from helpers.rootfs import make_rootfs_tar
+from helpers.cli import berth
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from conftest import BerthEnv
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-def berth(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "berth.cli.main", *args], capture_output=True,
-                       text=True, timeout=timeout)
-    if check:
-        assert r.returncode == 0, r.stderr
-    return r
-
-
-@pytest.fixture
-def image(berth_env: BerthEnv, rootfs: Path) -> str:
-    tar = make_rootfs_tar(berth_env.tmp / "rootfs.tar", rootfs)
-    berth("import", str(tar), "bb:test")
-    yield "bb:test"
-    ids = berth("ps", "-aq", check=False).stdout.split()
-    if ids:
-        berth("rm", "-f", *ids, check=False)
 
 
 def inspect(name: str, *flags: str) -> dict:

@@ -13,35 +13,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-
-from helpers.rootfs import make_rootfs_tar
+from helpers.cli import berth
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from conftest import BerthEnv
 
 BERTH = [sys.executable, "-m", "berth.cli.main"]
-
-
-def berth(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-    r = subprocess.run([*BERTH, *args], capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert r.returncode == 0, r.stderr
-    return r
-
-
-@pytest.fixture
-def image(berth_env: BerthEnv, rootfs: Path) -> Iterator[str]:
-    tar = make_rootfs_tar(berth_env.tmp / "rootfs.tar", rootfs)
-    berth("import", str(tar), "bb:test")
-    yield "bb:test"
-    ids = berth("ps", "-aq", check=False).stdout.split()
-    if ids:
-        berth("rm", "-f", *ids, check=False)
 
 
 LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9})(Z|[+-]\d\d:\d\d) "
