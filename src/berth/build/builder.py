@@ -478,8 +478,8 @@ class Builder:
                                "i.id = c.image_id WHERE c.key = ?", (key,))
             if row:
                 with self.db.transaction() as tx:
-                    tx.execute("UPDATE build_cache SET last_used_ns = ? WHERE key = ?",
-                               (time.time_ns(), key))
+                    tx.execute("UPDATE build_cache SET last_used_ns = ?, "
+                               "use_count = use_count + 1 WHERE key = ?", (time.time_ns(), key))
                 image_id = row[0][0]
                 state.image_id = image_id
                 state.doc = json.loads(self.images.get(image_id).config.raw)

@@ -17,6 +17,7 @@ Schema (version in `schema_version`, raised by MIGRATIONS, each applied once, in
     containers   (v3) the engine's container records; (v7) size_rw: apparent size of the
                  writable layer, log_size: bytes of its json-file logs, oom_killed
     build_cache  (v4) key PK -> images.id (cascade), parent_id, probe, created_by, inputs,
+                 use_count (v8),
                  size, created_ns, last_used_ns
     volumes      (v6) name PK, driver, labels, options (JSON), created_ns, anonymous, size
     events       id autoincrement, time_ns, type, action, actor_id, attributes (JSON);
@@ -181,7 +182,12 @@ ALTER TABLE containers ADD COLUMN log_size INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE containers ADD COLUMN oom_killed INTEGER NOT NULL DEFAULT 0
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7}
+# v8: how often a build cache entry was used (docker's USAGE in `system df -v`)
+_V8 = """
+ALTER TABLE build_cache ADD COLUMN use_count INTEGER NOT NULL DEFAULT 0
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
