@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -198,7 +199,10 @@ def test_df_figures_are_the_layer_bytes_through_builds_commits_and_prunes(
     assert d["Images"]["Reclaimable"] == "0B (0%)"
     assert d["Build Cache"]["Size"] == "0B"
     assert all_layer_dirs(root) == layer_dirs("base:1")
-    actions = berth("events", "--since", "10m", "--until", "0s", "--filter", "event=prune",
+    # a Unix time a second ahead: a duration counts whole seconds, so "0s" could miss the
+    # events of the current second
+    actions = berth("events", "--since", "10m", "--until", f"{time.time() + 1:.3f}",
+                    "--filter", "event=prune",
                     "--format", "{{.Type}}").stdout.split()
     assert actions == ["container", "image", "builder", "builder",  # prune, -a
                        "container", "image", "builder"]
