@@ -106,3 +106,19 @@ def test_oom_killed(image: str) -> None:
     assert r.returncode == 137
     state = inspect("hog")["State"]
     assert state["OOMKilled"] is True and state["ExitCode"] == 137
+
+
+def test_stats_shows_network_and_block_io(image: str) -> None:
+    """NET I/O and BLOCK I/O as docker prints them ("1.2kB / 0B"): a container with its own
+    network namespace but only loopback has sent nothing that counts; on the host's network
+    docker shows nothing either."""
+    import re
+    berth("run", "-d", "--name", "io", "--network", "none", image, "sh", "-c",
+          "ping -c 2 -i 0.2 127.0.0.1 >/dev/null; sleep 60")
+    berth("run", "-d", "--name", "hostnet", "--network", "host", image, "sleep", "60")
+    out = berth("stats", "--no-stream", "--format", "{{.Name}}|{{.NetIO}}|{{.BlockIO}}", "io",
+                "hostnet").stdout.splitlines()
+    rows = {line.split("|")[0]: line.split("|")[1:] for line in out}
+    pair = re.compile(r"^\d+(\.\d+)?[kMGT]?B / \d+(\.\d+)?[kMGT]?B$")
+    assert rows["io"][0] == "0B / 0B" and rows["hostnet"][0] == "0B / 0B"
+    assert all(pair.match(v) for r in rows.values() for v in r)

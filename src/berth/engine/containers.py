@@ -501,7 +501,18 @@ class Engine:
         if c.status != "running":
             raise Conflict(f"Container {c.id} is not running")
         st, _ = self._runtime().load(c.id)
-        return dict(open_cgroups(st.cgroups_path, c.id).stats())
+        out = dict(open_cgroups(st.cgroups_path, c.id).stats())
+        rx = tx = 0
+        try:  # docker shows no I/O for a container on the host's network
+            shared = os.stat(f"/proc/{c.pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
+        except OSError:
+            shared = True
+        if not shared:
+            rx, tx = net_io(c.pid)
+        out["net"] = {"rx_bytes": rx, "tx_bytes": tx}
+        read, written = block_io(st.cgroups_path)
+        out["blkio"] = {"read_bytes": read, "write_bytes": written}
+        return out
 
     def _stopped_by_user(self, cid: str) -> None:
         """stop and kill: the restart policy does not bring it back (docker's rule)."""
@@ -723,6 +734,58 @@ class Engine:
         """Remove the records and files of a container that is not running (and its
         anonymous volumes with `volumes`; None: when it is an --rm container)."""
         destroy(self.db, self.root, cid, volumes=volumes)
+
+
+def net_io(pid: int) -> tuple[int, int]:
+    """Bytes received and sent by the interfaces of `pid`'s network namespace, loopback left
+    out (docker's NET I/O)."""
+    rx = tx = 0
+    try:
+        with open(f"/proc/{pid}/net/dev") as f:
+            lines = f.read().splitlines()[2:]
+    except OSError:
+        return 0, 0
+    for line in lines:
+        name, _, counters = line.partition(":")
+        fields = counters.split()
+        if name.strip() == "lo" or len(fields) < 9:
+            continue
+        rx += int(fields[0])
+        tx += int(fields[8])
+    return rx, tx
+
+
+def block_io(cgroups_path: str) -> tuple[int, int]:
+    """Bytes read and written by the cgroup (docker's BLOCK I/O): cgroup v1's blkio
+    io_service_bytes, or v2's io.stat, whichever this machine has for the cgroup."""
+    rel = cgroups_path.strip("/")
+    read = written = 0
+    for f in ("blkio.throttle.io_service_bytes_recursive", "blkio.throttle.io_service_bytes"):
+        try:
+            with open(f"/sys/fs/cgroup/blkio/{rel}/{f}") as fh:
+                for line in fh:
+                    parts = line.split()
+                    if len(parts) == 3 and parts[1] == "Read":
+                        read += int(parts[2])
+                    elif len(parts) == 3 and parts[1] == "Write":
+                        written += int(parts[2])
+            return read, written
+        except (OSError, ValueError):
+            continue
+    for base in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        try:
+            with open(f"{base}/{rel}/io.stat") as fh:
+                for line in fh:
+                    for kv in line.split()[1:]:
+                        k, _, v = kv.partition("=")
+                        if k == "rbytes":
+                            read += int(v)
+                        elif k == "wbytes":
+                            written += int(v)
+            return read, written
+        except (OSError, ValueError):
+            continue
+    return 0, 0
 
 
 def signal_number(text: str) -> int:

@@ -846,7 +846,8 @@ def _stats(args: list[str], path: str) -> int:
                 "Name": c.name, "CPUPerc": f"{min(cpu, 100.0 * ncpu):.2f}%",
                 "MemUsage": f"{fmt.bytes_size(usage)} / {fmt.bytes_size(limit)}",
                 "MemPerc": f"{100.0 * usage / limit:.2f}%" if limit else "0.00%",
-                "NetIO": "--", "BlockIO": "--",
+                "NetIO": _io_pair(st.get("net"), "rx_bytes", "tx_bytes"),
+                "BlockIO": _io_pair(st.get("blkio"), "read_bytes", "write_bytes"),
                 "PIDs": str((st.get("pids") or {}).get("current", 0))})
         text = fmt.render(rows, opts["format"], default_table=default, headers=_STATS_HEADERS)
         if opts["no_stream"]:
@@ -855,6 +856,13 @@ def _stats(args: list[str], path: str) -> int:
         sys.stdout.write("\x1b[2J\x1b[H" + text)
         sys.stdout.flush()
         first, t0 = second, t1
+
+
+def _io_pair(counters: Any, a: str, b: str) -> str:
+    """docker's "1.2kB / 0B" (go-units, decimal)."""
+    from berth.cli.format import human_size
+    c = counters or {}
+    return f"{human_size(int(c.get(a, 0)))} / {human_size(int(c.get(b, 0)))}"
 
 
 def _attach(args: list[str], path: str) -> int:
