@@ -23,7 +23,9 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-packages=(python3 python3-venv busybox-static libseccomp2 e2fsprogs ca-certificates procps)
+# nftables: the firewall table of bridge networks (engine/networks.py)
+packages=(python3 python3-venv busybox-static libseccomp2 e2fsprogs ca-certificates procps
+          nftables)
 if [ "$mode" = --test ]; then
   # gcc and libc6-dev build the static helper of the CVE-2019-5736 attack test; strace delays
   # forks in the exec-status race test.

@@ -9,7 +9,8 @@ Fixtures (all need root):
     berth_env      (automatic in tests/integration/ and tests/conformance/)
                    BerthEnv(root, run, tmp): BERTH_ROOT=tmp/root and BERTH_RUN=tmp/run, both
                    new and empty, set in os.environ for the test. After the test: everything new
-                   since it started (mounts, *berth* cgroups, netns, veths, berth processes; see
+                   since it started (mounts, *berth* cgroups, netns, veths, bridges, berth*
+                   nft tables, berth processes; see
                    helpers/leaks.py) must be gone within 5 s, or the test errors at teardown.
                    What is provably the test's own (mounts under its tmp dir, processes naming
                    it) is then removed so later tests start clean. BERTH_LEAK_CHECK=0 turns the

@@ -7,6 +7,8 @@ A LeakSnapshot records, at one moment:
   cgroups    directories under /sys/fs/cgroup (depth <= 4) with a path component naming berth
   netns      named network namespaces (/run/netns, what `ip netns list` shows)
   veths      veth links of this network namespace
+  bridges    bridge links of this network namespace (/sys/class/net/*/bridge)
+  nft        nftables tables whose name starts with berth (`nft list tables`)
   processes  live processes whose command line names berth, except this process, its ancestors
              and pytest runs
 
@@ -56,6 +58,8 @@ class LeakSnapshot:
     cgroups: frozenset[str] = frozenset()
     netns: frozenset[str] = frozenset()
     veths: frozenset[str] = frozenset()
+    bridges: frozenset[str] = frozenset()
+    nft: frozenset[str] = frozenset()
     processes: frozenset[Proc] = frozenset()
 
     def new_since(self, before: LeakSnapshot) -> LeakSnapshot:
@@ -137,6 +141,23 @@ def read_veths() -> frozenset[str]:
     return frozenset(names)
 
 
+def read_bridges(d: str = "/sys/class/net") -> frozenset[str]:
+    try:
+        return frozenset(n for n in os.listdir(d) if os.path.isdir(os.path.join(d, n, "bridge")))
+    except OSError:
+        return frozenset()
+
+
+def read_nft_tables() -> frozenset[str]:
+    nft = shutil.which("nft") or "/usr/sbin/nft"
+    if not os.path.exists(nft):
+        return frozenset()
+    out = subprocess.run([nft, "list", "tables"], capture_output=True, text=True).stdout
+    # "table ip berth"
+    return frozenset(line.strip() for line in out.splitlines()
+                     if line.split()[-1:] and line.split()[-1].startswith(WORD))
+
+
 def _ancestors(pid: int) -> set[int]:
     chain = set()
     while pid > 1 and pid not in chain:
@@ -189,6 +210,8 @@ def leak_snapshot() -> LeakSnapshot:
         cgroups=read_cgroups(),
         netns=read_netns(),
         veths=read_veths(),
+        bridges=read_bridges(),
+        nft=read_nft_tables(),
         processes=read_processes(),
     )
 

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("berth.cli.commands.events", "Get real time events from the server"),
     "info": ("berth.cli.commands.info", "Display system-wide information"),
     "volume": ("berth.cli.commands.volume", "Manage volumes"),
+    "network": ("berth.cli.commands.network", "Manage networks"),
     "container": ("berth.cli.commands.container", "Manage containers"),
     "run": ("berth.cli.commands.container:run", "Create and run a new container from an image"),
     "create": ("berth.cli.commands.container:create", "Create a new container"),

@@ -170,6 +170,15 @@ class Engine:
         name = check_name(name) if name else self._free_name()
         cdir = self.container_dir(cid)
         hostname = opts.hostname or cid[:12]
+        if opts.network not in ("none", "host"):
+            from .networks import Networks
+            Networks(self.db).get(opts.network)  # a clear error before anything is made
+        elif opts.ip:
+            raise InvalidArgument("user specified IP address is supported on user defined "
+                                  "networks only")
+        elif opts.network_aliases:
+            raise InvalidArgument("network-scoped alias is supported only for containers in "
+                                  "user defined networks")
         cfg = img.config.doc.get("config") or {}
         from berth.image.unpack import prepare_rootfs
         [mount] = prepare_rootfs(self.images, img, cid)
@@ -215,7 +224,7 @@ class Engine:
                   "workdir": opts.workdir or cfg.get("WorkingDir") or "",
                   "user": opts.user or cfg.get("User") or "",
                   "mount_points": sorted(m["destination"].strip("/") for m in spec["mounts"]),
-                  "interactive": opts.interactive, "image": image,
+                  "interactive": opts.interactive, "image": image, "network": opts.network,
                   "binds": [m.source for m in opts.mounts if m.kind == "bind" and
                             m.create_source],
                   "volumes": [u.record() for u in vol_uses]}
@@ -240,6 +249,10 @@ class Engine:
                            (cid, name, img.id, image, time.time_ns(), int(auto_remove),
                             json.dumps(record)))
                 volumes.claim(tx, self.db, self.root, vol_uses)
+                if opts.network not in ("none", "host"):
+                    from .networks import join
+                    join(tx, self.db, cid, opts.network, ip=opts.ip,
+                         aliases=opts.network_aliases)
                 self.db.record_event("container", "create", cid,
                                      {"name": name, "image": image})
         except BaseException:
@@ -591,6 +604,8 @@ class Engine:
         # runtime kills what is left in the container's cgroup and removes its state.
         with contextlib.suppress(BerthError, OSError):
             self._runtime().delete(c.id, force=True)
+        from .networks import detach  # a monitor that died left its veths and address
+        detach(self.db, str(self.run), c.id, events=False)
         self.destroy(c.id, volumes=volumes)
         return c.id
 

@@ -153,6 +153,9 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         finally:
             if theirs is not None:
                 theirs.close()
+        if db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (cid,)):
+            from .networks import attach as attach_networks  # veths, addresses (bridge)
+            attach_networks(db, root, run, cid, state.pid)
         if ours is not None:
             import socket
             _msg, fds, _flags, _addr = socket.recv_fds(ours, 16, 1)
@@ -164,6 +167,9 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         os.dup2(devnull, 2)
         with _suppress():
             rt.delete(cid, force=True)
+        with _suppress():
+            from .networks import detach as detach_networks
+            detach_networks(db, run, cid, events=False)
         with _suppress():
             from .volumes import detach as detach_volumes
             detach_volumes(db, root, run, cid)
@@ -321,6 +327,10 @@ def finish(root: str, run: str, cid: str, code: int) -> None:
         with _suppress():  # unmount typed volumes, record their sizes
             from .volumes import detach as detach_volumes
             detach_volumes(db, root, run, cid)
+        if db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (cid,)):
+            with _suppress():  # veths, the address (not a --ip one), an unused bridge
+                from .networks import detach as detach_networks
+                detach_networks(db, run, cid)
         row = db.read("SELECT name, auto_remove, restart_count, stopped_by_user, config, "
                       "image_id FROM containers WHERE id = ?", (cid,))
         if not row:

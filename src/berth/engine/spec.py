@@ -74,7 +74,9 @@ class CreateOptions:
     cpuset_cpus: str = ""
     pids_limit: int = 0
     ulimits: list[str] = field(default_factory=list)
-    network: str = "none"  # "none", "host"; bridge networks come with the networks issue
+    network: str = "none"  # "none", "host", or a bridge network's name or id (networks.py)
+    ip: str = ""  # --ip: an address on that network, reserved at create
+    network_aliases: list[str] = field(default_factory=list)
     mounts: list[BindMount] = field(default_factory=list)
     restart: str = "no"
     init: bool = False

@@ -20,6 +20,11 @@ Schema (version in `schema_version`, raised by MIGRATIONS, each applied once, in
                  use_count (v8),
                  size, created_ns, last_used_ns
     volumes      (v6) name PK, driver, labels, options (JSON), created_ns, anonymous, size
+    networks     (v9) id PK, name UNIQUE, driver (bridge|host|none), subnet, gateway, internal,
+                 labels (JSON), created_ns
+    endpoints    (v9) (network_id -> networks, container_id -> containers, cascade) PK,
+                 position (eth0, eth1…), ip ('' while not running, unless static; one address
+                 per network at most once: a unique index), static_ip, aliases (JSON)
     events       id autoincrement, time_ns, type, action, actor_id, attributes (JSON);
                  the newest `keep_events` (>= 1000) kept, trimmed in the writer's transaction
 
@@ -187,7 +192,35 @@ _V8 = """
 ALTER TABLE build_cache ADD COLUMN use_count INTEGER NOT NULL DEFAULT 0
 """
 
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8}
+# v9: networks (engine/networks.py) and the endpoints joining containers to them. A container's
+# address is handed out when it starts (or at create with --ip, then kept) and given back when
+# it exits; the unique index is what makes IPAM never hand one address out twice
+_V9 = """
+CREATE TABLE networks (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    driver      TEXT NOT NULL DEFAULT 'bridge',
+    subnet      TEXT NOT NULL DEFAULT '',
+    gateway     TEXT NOT NULL DEFAULT '',
+    internal    INTEGER NOT NULL DEFAULT 0,
+    labels      TEXT NOT NULL DEFAULT '{}',
+    created_ns  INTEGER NOT NULL
+);
+CREATE TABLE endpoints (
+    network_id   TEXT NOT NULL REFERENCES networks(id),
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    position     INTEGER NOT NULL DEFAULT 0,
+    ip           TEXT NOT NULL DEFAULT '',
+    static_ip    INTEGER NOT NULL DEFAULT 0,
+    aliases      TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (network_id, container_id)
+);
+CREATE INDEX endpoints_container ON endpoints(container_id);
+CREATE UNIQUE INDEX endpoints_ip ON endpoints(network_id, ip) WHERE ip != ''
+"""
+
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6, 7: _V7, 8: _V8,
+                              9: _V9}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 

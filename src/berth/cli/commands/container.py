@@ -101,7 +101,9 @@ _CREATE_FLAGS = [
     Flag("restart", value="string", default="no", help="Restart policy to apply when a "
          "container exits (no, on-failure[:max-retries], always, unless-stopped)"),
     Flag("network", value="network", default="none",
-         help="Connect a container to a network: none or host (bridge networks: not yet)"),
+         help="Connect a container to a network: none (berth's default), host, bridge, or a "
+         "network made with `network create`"),
+    Flag("ip", value="string", help="IPv4 address (e.g., 172.30.100.104)"),
 ]
 
 
@@ -137,9 +139,6 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
             raise InvalidArgument(f"open {path}: {e.strerror.lower()}") from None
         env += o.parse_env_file(text, path)
     env += opts["env"]
-    if opts["network"] not in ("none", "host"):
-        raise InvalidArgument(f"network {opts['network']} not found (berth has none and host "
-                              "so far; bridge networks come later)")
 
     def num(key: str, flag: str) -> int:
         if not opts[key]:
@@ -162,7 +161,8 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
         memory_swap=opts["memory_swap"], cpus=opts["cpus"],
         cpu_shares=num("cpu_shares", "--cpu-shares"), cpuset_cpus=opts["cpuset_cpus"],
         pids_limit=num("pids_limit", "--pids-limit"), ulimits=opts["ulimit"],
-        network=opts["network"], mounts=mounts, restart=opts["restart"],
+        network=opts["network"], ip=opts["ip"],
+        mounts=mounts, restart=opts["restart"],
         labels=opts["label"], stop_signal=opts["stop_signal"], init=opts["init"],
         log_opts=opts["log_opt"],
         health={"cmd": opts["health_cmd"], "interval": opts["health_interval"],

@@ -1,0 +1,182 @@
+"""Bridge networks on the real kernel: containers of one network reach each other and the host,
+not another network; `--internal` has no default route; IPAM; the firewall table; the
+`network` commands and their errors. Every address used here is a container's or this
+machine's own (nothing is sent off the machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from helpers.cli import berth
+
+SERVE = "echo hello-from-srv > /tmp/i; while true; do nc -l -p 80 < /tmp/i; done"
+
+
+def bridges() -> set[str]:
+    return {n for n in os.listdir("/sys/class/net") if os.path.isdir(f"/sys/class/net/{n}/bridge")}
+
+
+def nft_table() -> str:
+    r = subprocess.run(["nft", "list", "table", "ip", "berth"], capture_output=True, text=True)
+    return r.stdout if r.returncode == 0 else ""
+
+
+def ip_of(container: str, network: str) -> str:
+    doc = json.loads(berth("network", "inspect", network).stdout)[0]
+    for c in doc["Containers"].values():
+        if c["Name"] == container:
+            return c["IPv4Address"].split("/")[0]
+    raise AssertionError(f"{container} not on {network}: {doc['Containers']}")
+
+
+def host_address() -> str | None:
+    """An IPv4 address of this machine that is not loopback nor a berth bridge's."""
+    import socket
+
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        for a in ipr.get_addr(family=socket.AF_INET):
+            name = names.get(a["index"], "")
+            addr = a.get_attr("IFA_ADDRESS")
+            if addr and not addr.startswith("127.") and not name.startswith("br-"):
+                return str(addr)
+    return None
+
+
+def test_containers_of_a_network_reach_each_other_and_nothing_else(image: str) -> None:
+    before = bridges()
+    nid = berth("network", "create", "--subnet", "10.231.0.0/24", "front").stdout.strip()
+    berth("network", "create", "--subnet", "10.232.0.0/24", "back")
+    assert bridges() == before and not nft_table()  # made when a container joins
+    berth("run", "-d", "--name", "srv", "--network", "front", image, "sh", "-c", SERVE)
+    ip = ip_of("srv", "front")
+    assert ip == "10.231.0.2"
+    assert bridges() - before == {f"br-{nid[:12]}"}
+    table = nft_table()
+    assert "drop" in table and "masquerade" not in table and "nat" not in table
+    assert f'"br-{nid[:12]}"' in table
+    r = berth("run", "--rm", "--network", "front", image, "sh", "-c",
+              f"nc -w 3 {ip} 80 </dev/null; ping -c1 -W2 10.231.0.1 >/dev/null && echo gw; "
+              "ip route; cat /etc/hosts; hostname")
+    lines = [line.rstrip() for line in r.stdout.splitlines()]
+    assert lines[:2] == ["hello-from-srv", "gw"]
+    assert "default via 10.231.0.1 dev eth0" in lines
+    assert f"10.231.0.3\t{lines[-1]}" in lines  # its own address for its hostname
+    r = berth("run", "--rm", "--network", "back", image, "sh", "-c",
+              f"nc -w 2 {ip} 80 </dev/null; echo rc=$?")
+    assert "hello" not in r.stdout
+    berth("rm", "-f", "srv")
+    assert bridges() == before  # the last container gone: the bridge and the table go too
+    assert not nft_table()
+    with __import__("berth.store.db", fromlist=["Database"]).Database(
+            os.environ["BERTH_ROOT"]) as db:
+        actions = [(e.action, e.attributes.get("name")) for e in db.events()
+                   if e.type == "network"]
+    assert ("create", "front") in actions and ("connect", "front") in actions
+    assert ("disconnect", "front") in actions
+
+
+def test_internal_network_has_no_default_route(image: str) -> None:
+    berth("network", "create", "--internal", "--subnet", "10.233.0.0/24", "inner")
+    host = host_address()
+    probe = f"ping -c1 -W1 {host} >/dev/null 2>&1 && echo reached-host; " if host else ""
+    r = berth("run", "--rm", "--network", "inner", image, "sh", "-c",
+              f"ip route; {probe}ping -c1 -W1 10.233.0.1 >/dev/null && echo gw")
+    assert "default" not in r.stdout
+    assert "10.233.0.0/24 dev eth0" in r.stdout
+    assert "reached-host" not in r.stdout and "gw" in r.stdout
+    assert json.loads(berth("network", "inspect", "inner").stdout)[0]["Internal"] is True
+
+
+def test_ipam_never_hands_out_an_address_twice(image: str) -> None:
+    berth("network", "create", "--subnet", "10.234.0.0/29", "small")  # .2 … .6 for containers
+    berth("create", "--name", "fixed", "--network", "small", "--ip", "10.234.0.5", image,
+          "sleep", "60")
+    r = berth("create", "--network", "small", "--ip", "10.234.0.5", image, check=False)
+    assert r.returncode == 125 and "Address already in use: 10.234.0.5" in r.stderr
+    for n in ("c1", "c2", "c3", "c4"):
+        berth("run", "-d", "--name", n, "--network", "small", image, "sleep", "60")
+    got = [ip_of(n, "small") for n in ("c1", "c2", "c3", "c4")]
+    assert got == ["10.234.0.2", "10.234.0.3", "10.234.0.4", "10.234.0.6"]
+    r = berth("run", "-d", "--name", "c5", "--network", "small", image, "sleep", "60",
+              check=False)
+    assert r.returncode != 0 and "no available IPv4 addresses" in r.stderr
+    berth("rm", "-f", "c5", check=False)
+    berth("rm", "-f", "c2")  # its address goes back
+    berth("start", "fixed")
+    assert ip_of("fixed", "small") == "10.234.0.5"
+    berth("run", "-d", "--name", "c6", "--network", "small", image, "sleep", "60")
+    assert ip_of("c6", "small") == "10.234.0.3"
+    berth("stop", "-t", "0", "fixed")
+    berth("start", "fixed")  # --ip is kept across restarts
+    assert ip_of("fixed", "small") == "10.234.0.5"
+    r = berth("network", "rm", "small", check=False)
+    assert r.returncode == 125 and "has active endpoints" in r.stderr
+    berth("rm", "-f", "c1", "c3", "c4", "c6", "fixed")
+    berth("network", "rm", "small")
+
+
+def test_network_commands(image: str) -> None:
+    out = berth("network", "ls").stdout.splitlines()
+    assert out[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
+    assert [line.split()[1:] for line in out[1:]] == [
+        ["bridge", "bridge", "local"], ["host", "host", "local"], ["none", "none", "local"]]
+    berth("network", "create", "--label", "team=a", "--subnet", "10.235.0.0/24",
+          "--gateway", "10.235.0.254", "la")
+    berth("network", "create", "--label", "team=b", "lb")
+    doc = json.loads(berth("network", "inspect", "la").stdout)[0]
+    assert doc["IPAM"]["Config"] == [{"Subnet": "10.235.0.0/24", "Gateway": "10.235.0.254"}]
+    assert (doc["Driver"], doc["Scope"], doc["Labels"]) == ("bridge", "local", {"team": "a"})
+    sub = json.loads(berth("network", "inspect", "lb").stdout)[0]["IPAM"]["Config"][0]
+    assert sub["Subnet"].startswith("172.") and sub["Subnet"].endswith(".0.0/16")
+    assert berth("network", "ls", "-q", "--filter", "label=team=a").stdout.strip() == \
+        doc["Id"][:12]
+    assert berth("network", "ls", "--format", "{{.Name}}", "--filter",
+                 "type=custom").stdout.split() == ["la", "lb"]
+    berth("network", "inspect", "bridge")  # the default network works as any other
+    r = berth("run", "--rm", "--network", "bridge", image, "sh", "-c", "ip route")
+    assert "default via" in r.stdout
+    assert berth("network", "prune", "--dry-run").stdout == "Would remove:\nla\nlb\n"
+    assert berth("network", "prune", "-f", "--filter", "label=team=b").stdout == \
+        "Deleted Networks:\nlb\n"
+    assert berth("network", "prune", "-f", "--filter", "until=1h").stdout == ""
+    r = berth("network", "rm", "bridge", "nope", "la", check=False)
+    assert r.returncode == 125 and r.stdout == "la\n"
+    assert r.stderr.splitlines() == ["Error: bridge is a pre-defined network and cannot be "
+                                     "removed", "Error: network nope not found"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--subnet", "10.236.0.0/33", "x1"], "invalid CIDR address: 10.236.0.0/33"),
+    (["--subnet", "nonsense", "x1"], "invalid CIDR address: nonsense"),
+    (["--subnet", "10.236.0.7/24", "x1"], "it should be 10.236.0.0/24"),
+    (["--subnet", "10.236.0.0/24", "--gateway", "10.9.0.1", "x1"],
+     "no matching subnet for gateway 10.9.0.1"),
+    (["--gateway", "10.9.0.1", "x1"], "every ip-range or gateway must have a corresponding"),
+    (["--driver", "overlay", "x1"], 'plugin "overlay" not found'),
+    (["bad/name"], "invalid network name"),
+])
+def test_bad_network_create(args: list[str], message: str) -> None:
+    r = berth("network", "create", *args, check=False)
+    assert r.returncode == 125 and message in r.stderr, r.stderr
+    assert "x1" not in berth("network", "ls").stdout
+
+
+def test_bad_network_use(image: str) -> None:
+    berth("network", "create", "--subnet", "10.237.0.0/24", "taken")
+    r = berth("network", "create", "--subnet", "10.237.0.0/16", "over", check=False)
+    assert "Pool overlaps with other one on this address space" in r.stderr
+    r = berth("network", "create", "taken", check=False)
+    assert "network with name taken already exists" in r.stderr
+    r = berth("run", "--rm", "--network", "nope", image, "true", check=False)
+    assert r.returncode == 125 and "network nope not found" in r.stderr
+    r = berth("create", "--network", "bridge", "--ip", "172.17.0.9", image, check=False)
+    assert "user specified IP address is supported on user defined networks only" in r.stderr
+    r = berth("create", "--network", "taken", "--ip", "10.9.9.9", image, check=False)
+    assert "no configured subnet or ip-range contain the IP address 10.9.9.9" in r.stderr
+    assert berth("ps", "-aq").stdout == ""  # nothing half-created
