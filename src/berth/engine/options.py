@@ -22,8 +22,8 @@ from typing import NamedTuple
 from berth.errors import InvalidArgument
 
 __all__ = ["BindMount", "User", "merge_env", "parse_bytes", "parse_cpus", "parse_env_file",
-           "parse_log_opts", "parse_mount", "parse_restart", "parse_tmpfs", "parse_ulimit", "parse_volume", "resolve_command",
-           "resolve_user"]
+           "parse_key_values", "parse_log_opts", "parse_mount", "parse_restart", "parse_tmpfs",
+           "parse_ulimit", "parse_volume", "resolve_command", "resolve_user"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -349,3 +349,14 @@ def resolve_user(spec: str, passwd: str | None, group: str | None) -> User:
     if uid < 0 or gid < 0 or uid > 0xFFFFFFFE or gid > 0xFFFFFFFE:
         raise InvalidArgument(f"invalid user {spec!r}: ids out of range")
     return User(uid, gid, extra, home)
+
+
+def parse_key_values(items: Sequence[str], what: str) -> dict[str, str]:
+    """`-o k=v` / `--label k=v` lists; a label may come without `=` (empty value)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not key or (not eq and what != "label"):
+            raise InvalidArgument(f"invalid {what} format {item!r}: expected key=value")
+        out[key] = value
+    return out

@@ -47,6 +47,7 @@ from typing import Any
 from berth.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 
 from . import procs
+from .options import parse_key_values
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -106,17 +107,6 @@ def check_name(name: str) -> str:
                               f'volume name, only "{NAME_CHARS}" are allowed. If you intended '
                               "to pass a host directory, use absolute path")
     return name
-
-
-def parse_key_values(items: Sequence[str], what: str) -> dict[str, str]:
-    """`-o k=v` / `--label k=v` lists; a label may come without `=` (empty value)."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not key or (not eq and what != "label"):
-            raise InvalidArgument(f"invalid {what} format {item!r}: expected key=value")
-        out[key] = value
-    return out
 
 
 def validate_options(opts: Mapping[str, str]) -> dict[str, str]:

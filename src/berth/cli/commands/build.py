@@ -76,10 +76,8 @@ def _build(args: list[str], path: str) -> int:
         if not k:
             raise InvalidArgument(f"invalid build arg {item!r}")
         build_args[k] = v if eq else os.environ.get(k)
-    labels = {}
-    for item in opts["label"]:
-        k, _, v = item.partition("=")
-        labels[k] = v
+    from berth.engine.options import parse_key_values
+    labels = parse_key_values(opts["label"], "label")
     platform = opts["platform"]
     if platform:
         arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine,

@@ -43,7 +43,7 @@ def dispatch(name: str, args: list[str], path: str) -> int:
 
 
 def _create(args: list[str], path: str) -> int:
-    from berth.engine.volumes import parse_key_values
+    from berth.engine.options import parse_key_values
     cmd = Command(path, "[OPTIONS] NETWORK", SUBCOMMANDS["create"], [
         Flag("driver", "d", "string", default="bridge", help='Driver to manage the Network '
              '(default "bridge")'),

@@ -44,7 +44,7 @@ def dispatch(name: str, args: list[str], path: str) -> int:
 
 
 def _create(args: list[str], path: str) -> int:
-    from berth.engine.volumes import parse_key_values
+    from berth.engine.options import parse_key_values
     cmd = Command(path, "[OPTIONS] [VOLUME]", SUBCOMMANDS["create"], [
         Flag("driver", "d", "string", default="local", help='Specify volume driver name '
              '(default "local")'),
