@@ -100,7 +100,6 @@ class State:
     args: dict[str, str]  # ARGs declared in this stage, with their values
     cmd_set: bool = False
     missed: bool = False  # a step of this stage missed: every later step runs
-    cache_from: list[tuple[dict[str, Any], list[str]]] = field(default_factory=list)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -291,9 +290,8 @@ class Builder:
                 self._check_flags(inst)
                 stages.append(Stage(len(stages), name, inst, []))
             elif not stages:
-                if inst.cmd != "arg":
-                    raise self._error(inst, "no build stage in current context"
-                                      if inst.cmd != "from" else "")
+                if inst.cmd != "arg":  # only ARG may come before the first FROM
+                    raise self._error(inst, "no build stage in current context")
                 global_args.append(inst)
             else:
                 self._check_flags(inst)
