@@ -66,7 +66,6 @@ NAME_CHARS = "[a-zA-Z0-9][a-zA-Z0-9_.-]"
 _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 _VALID_OPTS = ("type", "o", "device", "size")
 _MANDATORY = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
-_MAX_LINKS = 40
 # mount(2) flags understood in `o=` (the rest is passed to the filesystem as data)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS = 1, 2, 4, 8, 16
 MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 32, 1024, 2048, 4096, 16384
@@ -613,34 +612,28 @@ def _unmount_all(path: Path) -> None:
 def resolve_in_root(root: str, path: str) -> str | None:
     """`path` inside `root` with every symlink followed as if `root` were `/` (an absolute
     link restarts at root, `..` stops there): the real path, or None when a component is
-    missing or not a directory. The result has no symlink among its components."""
-    pending = [p for p in path.split("/") if p not in ("", ".")]
-    stack: list[str] = []
-    links = 0
-    while pending:
-        comp = pending.pop(0)
-        if comp == "..":
-            if stack:
-                stack.pop()
-            continue
-        cur = os.path.join(root, *stack, comp)
+    missing or not a directory. The result has no symlink among its components. The walk is
+    store.inroot's `scoped_resolve`."""
+    from berth.store.inroot import scoped_resolve
+    missing = False
+
+    def lookup(rel: str) -> tuple[str, str]:
+        nonlocal missing
+        cur = os.path.join(root, rel)
         try:
             st = os.lstat(cur)
         except (FileNotFoundError, NotADirectoryError):
-            return None
+            missing = True
+            return ("missing", "")
         if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > _MAX_LINKS:
-                raise InvalidArgument(f"{path}: too many levels of symbolic links")
-            target = os.readlink(cur)
-            if target.startswith("/"):
-                stack = []
-            pending = [p for p in target.split("/") if p not in ("", ".")] + pending
-            continue
-        if pending and not stat.S_ISDIR(st.st_mode):
-            return None
-        stack.append(comp)
-    return os.path.join(root, *stack)
+            return ("link", os.readlink(cur))
+        return ("dir" if stat.S_ISDIR(st.st_mode) else "other", "")
+
+    try:
+        rel = scoped_resolve(path, lookup)
+    except OSError:  # ELOOP
+        raise InvalidArgument(f"{path}: too many levels of symbolic links") from None
+    return None if missing else os.path.join(root, rel) if rel else root
 
 
 def copy_up(rootfs: str, destination: str, data: Path) -> bool:
