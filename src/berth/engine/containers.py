@@ -604,8 +604,9 @@ class Engine:
         # runtime kills what is left in the container's cgroup and removes its state.
         with contextlib.suppress(BerthError, OSError):
             self._runtime().delete(c.id, force=True)
-        from .networks import detach  # a monitor that died left its veths and address
-        detach(self.db, str(self.run), c.id, events=False)
+        if self.db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (c.id,)):
+            from .networks import detach  # a monitor that died left its veths and address
+            detach(self.db, str(self.run), c.id, events=False)
         self.destroy(c.id, volumes=volumes)
         return c.id
 
