@@ -228,6 +228,12 @@ class Engine:
                   "binds": [m.source for m in opts.mounts if m.kind == "bind" and
                             m.create_source],
                   "volumes": [u.record() for u in vol_uses]}
+        from .ports import plan_bindings, record as ports_record  # -p, -P, --expose
+        bindings, exposed = plan_bindings(opts.publish, opts.expose,
+                                          cfg.get("ExposedPorts") or {}, opts.publish_all)
+        record["publish_all"] = opts.publish_all
+        record["exposed"] = exposed  # published only on a bridge network (the CLI warns)
+        record["ports"] = ports_record(bindings) if opts.network not in ("none", "host") else []
         cdir.mkdir(parents=True)
         try:
             (cdir / "config.json").write_text(json.dumps(spec))
@@ -604,6 +610,9 @@ class Engine:
         # runtime kills what is left in the container's cgroup and removes its state.
         with contextlib.suppress(BerthError, OSError):
             self._runtime().delete(c.id, force=True)
+        if c.config.get("ports"):
+            from .ports import unpublish  # a monitor that died left its DNAT rules
+            unpublish(self.db, c.id)
         if self.db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (c.id,)):
             from .networks import detach  # a monitor that died left its veths and address
             detach(self.db, str(self.run), c.id, events=False)

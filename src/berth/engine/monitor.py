@@ -156,6 +156,13 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         if db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (cid,)):
             from .networks import attach as attach_networks  # veths, addresses (bridge)
             attach_networks(db, root, run, cid, state.pid)
+        held = []  # published ports: the host ports' sockets, held until the monitor exits
+        if db.read("SELECT 1 FROM containers WHERE id = ? AND json_array_length(config, "
+                   "'$.ports') > 0", (cid,)):
+            from .ports import publish
+            held = publish(db, cid)
+            for sock in held:
+                os.set_inheritable(sock.fileno(), True)
         if ours is not None:
             import socket
             _msg, fds, _flags, _addr = socket.recv_fds(ours, 16, 1)
@@ -167,6 +174,9 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         os.dup2(devnull, 2)
         with _suppress():
             rt.delete(cid, force=True)
+        with _suppress():
+            from .ports import unpublish
+            unpublish(db, cid)
         with _suppress():
             from .networks import detach as detach_networks
             detach_networks(db, run, cid, events=False)
@@ -327,6 +337,11 @@ def finish(root: str, run: str, cid: str, code: int) -> None:
         with _suppress():  # unmount typed volumes, record their sizes
             from .volumes import detach as detach_volumes
             detach_volumes(db, root, run, cid)
+        if db.read("SELECT 1 FROM containers WHERE id = ? AND json_array_length(config, "
+                   "'$.ports') > 0", (cid,)):
+            with _suppress():  # its DNAT rules, before its bridge may go
+                from .ports import unpublish
+                unpublish(db, cid)
         if db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (cid,)):
             with _suppress():  # veths, the address (not a --ip one), an unused bridge
                 from .networks import detach as detach_networks

@@ -530,6 +530,8 @@ def _ensure_bridge(ipr: Any, n: Network) -> int:
     ipr.addr("add", index=idx, address=n.gateway,
              prefixlen=ipaddress.IPv4Network(n.subnet).prefixlen)
     ipr.link("set", index=idx, state="up")
+    from .ports import bridge_up  # forwarding on it while ports are published
+    bridge_up(n.bridge)
     return int(idx)
 
 

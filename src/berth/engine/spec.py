@@ -77,6 +77,9 @@ class CreateOptions:
     network: str = "none"  # "none", "host", or a bridge network's name or id (networks.py)
     ip: str = ""  # --ip: an address on that network, reserved at create
     network_aliases: list[str] = field(default_factory=list)
+    publish: list[str] = field(default_factory=list)  # -p specs (engine/ports.py)
+    publish_all: bool = False  # -P
+    expose: list[str] = field(default_factory=list)  # --expose
     mounts: list[BindMount] = field(default_factory=list)
     restart: str = "no"
     init: bool = False

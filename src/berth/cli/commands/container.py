@@ -104,6 +104,10 @@ _CREATE_FLAGS = [
          help="Connect a container to a network: none (berth's default), host, bridge, or a "
          "network made with `network create`"),
     Flag("ip", value="string", help="IPv4 address (e.g., 172.30.100.104)"),
+    Flag("publish", "p", "list", repeat=True, help="Publish a container's port(s) to the host "
+         "([HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO], on a bridge network)"),
+    Flag("publish-all", "P", help="Publish all exposed ports to random ports"),
+    Flag("expose", value="list", repeat=True, help="Expose a port or a range of ports"),
 ]
 
 
@@ -162,6 +166,7 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
         cpu_shares=num("cpu_shares", "--cpu-shares"), cpuset_cpus=opts["cpuset_cpus"],
         pids_limit=num("pids_limit", "--pids-limit"), ulimits=opts["ulimit"],
         network=opts["network"], ip=opts["ip"],
+        publish=opts["publish"], publish_all=opts["publish_all"], expose=opts["expose"],
         mounts=mounts, restart=opts["restart"],
         labels=opts["label"], stop_signal=opts["stop_signal"], init=opts["init"],
         log_opts=opts["log_opt"],
@@ -181,8 +186,19 @@ def _parse_create(args: list[str], path: str, summary: str) -> tuple[dict[str, A
     return opts, rest
 
 
+def _warn_ports(opts: dict[str, Any]) -> None:
+    """docker discards published ports on the host network, with this warning; berth says
+    the same for `none` (berth's default network, where docker's is `bridge`)."""
+    if (opts["publish"] or opts["publish_all"]) and opts["network"] in ("host", "none"):
+        hint = "" if opts["network"] == "host" else " (publish on a bridge network: --network " \
+            "bridge)"
+        print(f"WARNING: Published ports are discarded when using {opts['network']} network "
+              f"mode{hint}", file=sys.stderr)
+
+
 def _create(args: list[str], path: str) -> int:
     opts, rest = _parse_create(args, path, SUBCOMMANDS["create"])
+    _warn_ports(opts)
     c = _engine().create(rest[0], _create_options(opts, rest[1:]), name=opts["name"],
                          auto_remove=opts["rm"])
     print(c.id)
@@ -192,6 +208,7 @@ def _create(args: list[str], path: str) -> int:
 def _run(args: list[str], path: str) -> int:
     from berth.engine.monitor import CommandNotFound, CommandNotInvokable
     opts, rest = _parse_create(args, path, SUBCOMMANDS["run"])
+    _warn_ports(opts)
     eng = _engine()
     c = eng.create(rest[0], _create_options(opts, rest[1:]), name=opts["name"],
                    auto_remove=opts["rm"])
@@ -590,7 +607,8 @@ def _ps(args: list[str], path: str) -> int:
                                   ensure_ascii=False),
             "RunningFor": fmt.since(c.created_ns / 1e9, now),
             "CreatedAt": fmt.created_at(c.created_ns / 1e9),
-            "Status": _status_text(c, now), "State": _state(eng, c), "Ports": "", "Names": c.name,
+            "Status": _status_text(c, now), "State": _state(eng, c),
+            "Ports": _ps_ports(c), "Names": c.name,
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(
                 (c.config.get("labels") or {}).items())),
             "Size": _size_text(*eng.sizes(c.id)) if sizes else ""})
@@ -602,6 +620,15 @@ def _ps(args: list[str], path: str) -> int:
     sys.stdout.write(fmt.render(rows, opts["format"], default_table=default,
                                 headers=_PS_HEADERS))
     return 0
+
+
+def _ps_ports(c: Any) -> str:
+    """docker's PORTS column: published ports of a running container, exposed ones."""
+    if not c.config.get("exposed"):
+        return ""
+    from berth.engine.ports import ps_ports
+    running = c.status in ("running", "restarting")
+    return ps_ports(c.config["exposed"], c.config.get("ports_bound") if running else None)
 
 
 def _state(eng: Any, c: Any) -> str:
@@ -726,6 +753,7 @@ def _inspect(args: list[str], path: str) -> int:
     eng = _engine()
 
     from berth.engine.volumes import container_mounts
+    from berth.engine.ports import port_bindings_doc, ports_doc
 
     def describe(name: str) -> dict[str, Any]:
         c = eng.get(name)
@@ -753,6 +781,8 @@ def _inspect(args: list[str], path: str) -> int:
             "Mounts": container_mounts(eng.root, c.config),
             "Driver": "overlay2", **sizes,
             "HostConfig": {"AutoRemove": c.auto_remove,
+                           "PortBindings": port_bindings_doc(c.config.get("ports") or []),
+                           "PublishAllPorts": bool(c.config.get("publish_all")),
                            "Privileged": "CAP_SYS_ADMIN" in spec["process"]["capabilities"][
                                "bounding"]},
             "Config": {"Hostname": c.config.get("hostname", ""),
@@ -761,7 +791,12 @@ def _inspect(args: list[str], path: str) -> int:
                        "Labels": c.config.get("labels") or {},
                        "StopSignal": c.config.get("stop_signal", "SIGTERM"),
                        "User": f"{spec['process']['user']['uid']}:"
-                               f"{spec['process']['user']['gid']}"},
+                               f"{spec['process']['user']['gid']}",
+                       **({"ExposedPorts": {k: {} for k in c.config["exposed"]}}
+                          if c.config.get("exposed") else {})},
+            "NetworkSettings": {"Ports": ports_doc(
+                c.config.get("exposed") or [],
+                c.config.get("ports_bound", []) if running else None)},
         }
 
     return emit_inspect(names, describe, opts["format"])
@@ -1012,14 +1047,19 @@ def _cp(args: list[str], path: str) -> int:
 
 
 def _port(args: list[str], path: str) -> int:
-    """No container publishes ports yet (networks come later): nothing to list, as docker
-    prints nothing for a container without published ports."""
+    """docker's `port`: a running container's published ports (`80/tcp -> 0.0.0.0:8080`), or
+    the host addresses of one (`0.0.0.0:8080`)."""
+    from berth.engine.ports import port_lines
     cmd = Command(path, "CONTAINER [PRIVATE_PORT[/PROTO]]", SUBCOMMANDS["port"], min_args=1,
                   max_args=2)
     _, rest = cmd.parse(args)
-    _engine().get(rest[0])
-    if len(rest) > 1:
-        raise InvalidArgument(f"No public port '{rest[1]}' published for {rest[0]}")
+    c = _engine().get(rest[0])
+    bound = c.config.get("ports_bound") or [] if c.status in ("running", "restarting") else []
+    lines = port_lines(bound, rest[1] if len(rest) > 1 else "")
+    if len(rest) > 1 and not lines:
+        private = rest[1] if "/" in rest[1] else f"{rest[1]}/tcp"
+        raise InvalidArgument(f"No public port '{private}' published for {rest[0]}")
+    sys.stdout.write("".join(line + "\n" for line in lines))
     return 0
 
 
