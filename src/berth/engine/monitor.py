@@ -235,6 +235,8 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
                 if fd is not None and fd >= 0:
                     with _suppress():
                         os.close(fd)
+            for sock in held:  # the published ports are the monitor's to hold
+                sock.close()
             try:
                 from .health import run_checks
                 run_checks(root, run, cid, check)

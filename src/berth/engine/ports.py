@@ -80,6 +80,7 @@ class Binding:
     host: str
     port: int
     proto: str
+    auto: bool = False  # from -P (not in HostConfig.PortBindings)
 
     @property
     def key(self) -> str:
@@ -183,7 +184,7 @@ def plan_bindings(publish: Sequence[str], expose: Sequence[str],
         bound = {b.key for b in bindings}
         for key in sorted(exposed - bound, key=_key_sort):
             port, _, proto = key.partition("/")
-            bindings.append(Binding("", "", int(port), proto))
+            bindings.append(Binding("", "", int(port), proto, auto=True))
     exposed.update(b.key for b in bindings)
     return bindings, sorted(exposed, key=_key_sort)
 
@@ -194,6 +195,8 @@ def port_bindings_doc(ports: Sequence[Mapping[str, Any]]) -> dict[str, list[dict
     """HostConfig.PortBindings: as asked for ("" host port when any will do)."""
     out: dict[str, list[dict[str, str]]] = {}
     for b in ports:
+        if b.get("auto"):
+            continue
         out.setdefault(f"{b['port']}/{b['proto']}", []).append(
             {"HostIp": b["host_ip"], "HostPort": b["host"]})
     return out
