@@ -245,8 +245,7 @@ def ps_ports(exposed: Sequence[str], bound: Sequence[Mapping[str, Any]] | None) 
         else:
             groups.append([ip, b["proto"], host, host, b["port"], b["port"]])
     bare: list[list[Any]] = []  # [proto, lo, hi]
-    for key in sorted((k for k in exposed if k not in done), key=lambda k: (
-            k.partition("/")[2], _key_sort(k))):
+    for key in sorted((k for k in exposed if k not in done), key=_key_sort):
         port, _, proto = key.partition("/")
         p = int(port)
         if bare and bare[-1][0] == proto and bare[-1][2] + 1 == p:
