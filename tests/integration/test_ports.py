@@ -82,7 +82,11 @@ def test_publish_on_loopback_and_stop_removes_the_rule(image: str) -> None:
     assert berth("port", "web").stdout == ""
     doc = json.loads(berth("inspect", "web").stdout)[0]
     assert doc["NetworkSettings"]["Ports"] == {}
-    berth("rm", "web")
+    berth("start", "web")  # published again, on the same port
+    assert get_when_up(port) == (200, "hello-web\n")
+    assert nft_table().count(f"dport {port} dnat") == 1
+    berth("rm", "-f", "web")
+    assert f"dport {port}" not in nft_table()
 
 
 def test_any_free_port_on_a_user_network_and_from_other_containers(image: str) -> None:
