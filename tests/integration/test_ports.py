@@ -119,9 +119,13 @@ def test_any_free_port_on_a_user_network_and_from_other_containers(image: str) -
 
 def test_publish_all_exposed_and_ranges(image: str) -> None:
     base = free_port()
-    berth("run", "-d", "--name", "multi", "--network", "bridge", "--expose", "80",
-          "--expose", "7000-7001/udp", "-P", "-p", f"127.0.0.1:{base}:81", image,
-          "sh", "-c", HTTPD)
+    berth("run", "--name", "base", image, "true")
+    berth("commit", "-c", "EXPOSE 80", "base", "bb:exposed")  # the image's ExposedPorts
+    berth("rm", "base")
+    assert berth("ps", "-a").stdout.count("\n") == 1
+    berth("run", "-d", "--name", "multi", "--network", "bridge", "--expose", "7000-7001/udp",
+          "-P", "-p", f"127.0.0.1:{base}:81", "bb:exposed", "sh", "-c", HTTPD)
+    assert berth("ps", "--format", "{{.Ports}}").stdout.count("0.0.0.0:") == 3
     lines = berth("port", "multi").stdout.splitlines()
     assert len(lines) == 4
     assert f"81/tcp -> 127.0.0.1:{base}" in lines

@@ -175,9 +175,11 @@ def plan_bindings(publish: Sequence[str], expose: Sequence[str],
     published port (docker shows them all in Config.ExposedPorts)."""
     bindings = [b for spec in publish for b in parse_publish(spec)]
     exposed = set()
-    for key in image_exposed:
-        port, proto = _split_proto(key, key)
-        exposed.add(f"{_range(port, 'exposed port', key)[0]}/{proto}")
+    for key in image_exposed:  # an image's odd key is skipped, not an error of this run
+        try:
+            exposed.update(parse_expose(key))
+        except InvalidArgument:
+            continue
     for spec in expose:
         exposed.update(parse_expose(spec))
     if publish_all:
