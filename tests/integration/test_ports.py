@@ -249,3 +249,12 @@ def test_load_through_a_published_port(image: str) -> None:
     assert sum(ok) == total, (errors[:5], len(errors))
     print(f"{total} requests in {elapsed:.1f}s: {total / elapsed:.0f}/s")
     berth("rm", "-f", "web")
+
+
+def test_host_ip_not_of_this_machine(image: str) -> None:
+    """Only bound, never sent to: TEST-NET-1 is no address of this machine."""
+    r = berth("run", "-d", "--name", "far", "--network", "bridge", "-p", "192.0.2.1:8080:80",
+              image, "sh", "-c", HTTPD, check=False)
+    assert r.returncode == 125 and "cannot assign requested address" in r.stderr, r.stderr
+    assert berth("ps", "-aq").stdout == ""
+    assert "dport 8080" not in nft_table()
