@@ -258,3 +258,35 @@ def test_host_ip_not_of_this_machine(image: str) -> None:
     assert r.returncode == 125 and "cannot assign requested address" in r.stderr, r.stderr
     assert berth("ps", "-aq").stdout == ""
     assert "dport 8080" not in nft_table()
+
+
+def monitor_pid(cid: str) -> int:
+    import os
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                argv = open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if argv[0] == b"berth-monitor" and cid.encode() in argv:
+                return int(p)
+    raise AssertionError(f"no monitor for {cid}")
+
+
+def test_a_dead_monitors_rules_give_way(image: str) -> None:
+    """A monitor killed with its container's port: the port is free again (the socket died
+    with it); the next container to publish it replaces the stale rule, and rm clears it."""
+    import os
+    import signal
+    port = free_port()
+    old = berth("run", "-d", "--name", "old", "--hostname", "old", "--network", "bridge", "-p",
+                f"127.0.0.1:{port}:80", image, "sh", "-c", HTTPD).stdout.strip()
+    assert get_when_up(port) == (200, "hello-old\n")
+    os.kill(monitor_pid(old), signal.SIGKILL)
+    time.sleep(0.5)
+    berth("run", "-d", "--name", "new", "--hostname", "new", "--network", "bridge", "-p",
+          f"127.0.0.1:{port}:80", image, "sh", "-c", HTTPD)
+    assert get_when_up(port) == (200, "hello-new\n")
+    assert nft_table().count(f"dport {port} dnat") == 1
+    berth("rm", "-f", "old", "new")
+    assert f"dport {port}" not in nft_table()

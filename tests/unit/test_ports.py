@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from berth.engine.ports import (
-    Binding, parse_expose, parse_publish, plan_bindings, port_bindings_doc, port_lines,
+    Binding, _stale_chains, parse_expose, parse_publish, plan_bindings, port_bindings_doc, port_lines,
     ports_doc, ps_ports, record)
 from berth.errors import InvalidArgument
 
@@ -71,3 +71,25 @@ def test_what_users_see() -> None:
     assert ports_doc(exposed, bound)["443/tcp"] is None
     assert ports_doc(exposed, bound)["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "8000"}]
     assert ports_doc(exposed, None) == {}
+
+
+def test_stale_chains() -> None:
+    listing = """table ip berth {
+	chain pub-aaaaaaaaaaaa {
+		ip daddr 127.0.0.1 tcp dport 8080 dnat to 10.0.0.2:80
+	}
+
+	chain pub-bbbbbbbbbbbb {
+		tcp dport 8081 dnat to 10.0.0.3:80
+		udp dport 8080 dnat to 10.0.0.3:80
+	}
+}
+"""
+    def b(ip: str, port: int, proto: str = "tcp") -> dict:
+        return {"host_ip": ip, "host": port, "port": 80, "proto": proto}
+    assert _stale_chains(listing, [b("", 8080)]) == {"pub-aaaaaaaaaaaa"}
+    assert _stale_chains(listing, [b("127.0.0.2", 8080)]) == set()
+    assert _stale_chains(listing, [b("127.0.0.1", 8080)]) == {"pub-aaaaaaaaaaaa"}
+    assert _stale_chains(listing, [b("127.0.0.5", 8081)]) == {"pub-bbbbbbbbbbbb"}
+    assert _stale_chains(listing, [b("", 8080, "udp")]) == {"pub-bbbbbbbbbbbb"}
+    assert _stale_chains(listing, [b("", 9999)]) == set()

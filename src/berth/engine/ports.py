@@ -399,7 +399,24 @@ def _rules(cid: str, ip: str, bound: Sequence[Mapping[str, Any]]) -> str:
 
 def _delete_rules(cid: str) -> None:
     """The container's jump (by its rule handle) and its chain, if there."""
-    chain = _chain(cid)
+    _delete_chain(_chain(cid))
+
+
+def _stale_chains(listing: str, bound: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Chains of `nft list table ip berth` that DNAT a port we just bound: left by a monitor
+    that died (a live publisher holds its port's socket, so our bind would have failed)."""
+    out = set()
+    for m in re.finditer(r"chain (pub-[0-9a-f]{12}) \{(.*?)\}", listing, re.S):
+        for b in bound:
+            for rule in re.finditer(rf"(?:ip daddr (\S+) )?{b['proto']} dport {b['host']} dnat\b",
+                                    m.group(2)):
+                daddr = rule.group(1)
+                if not b["host_ip"] or not daddr or daddr == b["host_ip"]:  # overlapping
+                    out.add(m.group(1))
+    return out
+
+
+def _delete_chain(chain: str) -> None:
     script = "".join(f"delete rule ip berth publish handle {h}\n" for h in re.findall(
         rf"jump {chain}\b.*# handle (\d+)", _handles_listing()))
     if script:
@@ -469,6 +486,8 @@ def publish(db: Database, cid: str) -> list[Any]:
                               "proto": b.proto})
             _ensure_base()
             _delete_rules(cid)  # left by a monitor that died
+            for stale in _stale_chains(_nft("list table ip berth\n").stdout, bound):
+                _delete_chain(stale)
             _nft(_rules(cid, ip, bound))
             _sysctl(bridge, "route_localnet")
             for br in _berth_bridges():
