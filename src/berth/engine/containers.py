@@ -170,9 +170,25 @@ class Engine:
         name = check_name(name) if name else self._free_name()
         cdir = self.container_dir(cid)
         hostname = opts.hostname or cid[:12]
-        if opts.network not in ("none", "host"):
+        network, shared_hostname = opts.network or "bridge", ""
+        if network.startswith("container:"):
+            from .networks import shared_with
+            if opts.hostname:
+                raise InvalidArgument("conflicting options: hostname and the network mode")
+            if opts.ip or opts.network_aliases or opts.more_networks:
+                raise InvalidArgument("conflicting options: --ip, --network-alias or another "
+                                      "--network and the network mode container:")
+            owner, shared_hostname = shared_with(self.db, network[len("container:"):])
+            network = f"container:{owner}"
+            hostname = shared_hostname
+        elif network not in ("none", "host"):
             from .networks import Networks
-            Networks(self.db).get(opts.network)  # a clear error before anything is made
+            nets = Networks(self.db)
+            for n in (network, *opts.more_networks):
+                nets.get(n)  # a clear error before anything is made
+        elif opts.more_networks:
+            raise InvalidArgument(f"container cannot be connected to multiple networks with "
+                                  f"one of the networks in {network} mode")
         elif opts.ip:
             raise InvalidArgument("user specified IP address is supported on user defined "
                                   "networks only")
@@ -191,7 +207,8 @@ class Engine:
                 if not m.create_source:
                     raise InvalidArgument(f"invalid mount config for type \"bind\": bind source "
                                           f"path does not exist: {m.source}")
-        etc = [{"destination": f"/etc/{n}", "type": "bind", "source": str(cdir / n),
+        etc_dir = self.container_dir(network[len("container:"):]) if shared_hostname else cdir
+        etc = [{"destination": f"/etc/{n}", "type": "bind", "source": str(etc_dir / n),
                 "options": ["rbind", "rprivate", "rw"]}
                for n in ("hostname", "hosts", "resolv.conf")]
         spec = container_spec(cfg, opts, rootfs=mount.target, hostname=hostname, passwd=passwd,
@@ -224,7 +241,7 @@ class Engine:
                   "workdir": opts.workdir or cfg.get("WorkingDir") or "",
                   "user": opts.user or cfg.get("User") or "",
                   "mount_points": sorted(m["destination"].strip("/") for m in spec["mounts"]),
-                  "interactive": opts.interactive, "image": image, "network": opts.network,
+                  "interactive": opts.interactive, "image": image, "network": network,
                   "binds": [m.source for m in opts.mounts if m.kind == "bind" and
                             m.create_source],
                   "volumes": [u.record() for u in vol_uses]}
@@ -249,10 +266,11 @@ class Engine:
                            (cid, name, img.id, image, time.time_ns(), int(auto_remove),
                             json.dumps(record)))
                 volumes.claim(tx, self.db, self.root, vol_uses)
-                if opts.network not in ("none", "host"):
+                if network not in ("none", "host") and not shared_hostname:
                     from .networks import join
-                    join(tx, self.db, cid, opts.network, ip=opts.ip,
-                         aliases=opts.network_aliases)
+                    join(tx, self.db, cid, network, ip=opts.ip, aliases=opts.network_aliases)
+                    for more in opts.more_networks:  # docker 25+: --network more than once
+                        join(tx, self.db, cid, more)
                 self.db.record_event("container", "create", cid,
                                      {"name": name, "image": image})
         except BaseException:

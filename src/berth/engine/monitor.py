@@ -134,8 +134,9 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     os.close(err_w)
     db = Database(root)
     rt = Runtime(os.path.join(run, "runtime"))
-    tty = bool(db.read("SELECT json_extract(config, '$.tty') FROM containers WHERE id = ?",
-                       (cid,))[0][0])
+    tty, netmode = db.read("SELECT json_extract(config, '$.tty'), json_extract(config, "
+                           "'$.network') FROM containers WHERE id = ?", (cid,))[0]
+    tty = bool(tty)
     master = -1
     mounted = False
     try:
@@ -147,6 +148,9 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         if tty:  # the init sends the pty master over this pair; we keep it and relay it
             import socket
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if netmode and netmode.startswith("container:"):
+            from .networks import share_netns  # the owner's namespace as it runs now
+            share_netns(db, root, cid, netmode[len("container:"):])
         try:
             state = rt.create(cid, os.path.join(root, "containers", cid), CreateOptions(
                 subreaper=True, console_fd=theirs.fileno() if theirs else None))

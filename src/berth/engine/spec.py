@@ -74,7 +74,8 @@ class CreateOptions:
     cpuset_cpus: str = ""
     pids_limit: int = 0
     ulimits: list[str] = field(default_factory=list)
-    network: str = "none"  # "none", "host", or a bridge network's name or id (networks.py)
+    network: str = "bridge"  # none, host, container:NAME, or a bridge network (networks.py)
+    more_networks: list[str] = field(default_factory=list)  # --network given again
     ip: str = ""  # --ip: an address on that network, reserved at create
     network_aliases: list[str] = field(default_factory=list)
     mounts: list[BindMount] = field(default_factory=list)

@@ -100,9 +100,12 @@ _CREATE_FLAGS = [
     Flag("security-opt", value="list", repeat=True, help="Security Options"),
     Flag("restart", value="string", default="no", help="Restart policy to apply when a "
          "container exits (no, on-failure[:max-retries], always, unless-stopped)"),
-    Flag("network", value="network", default="none",
-         help="Connect a container to a network: none (berth's default), host, bridge, or a "
-         "network made with `network create`"),
+    Flag("network", value="network", repeat=True,
+         help="Connect a container to a network: bridge (the default), none, host, "
+         "container:NAME (share its network namespace), or a network made with `network "
+         "create`; given again, the container is on each network"),
+    Flag("network-alias", value="list", repeat=True,
+         help="Add network-scoped alias for the container"),
     Flag("ip", value="string", help="IPv4 address (e.g., 172.30.100.104)"),
 ]
 
@@ -161,7 +164,8 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
         memory_swap=opts["memory_swap"], cpus=opts["cpus"],
         cpu_shares=num("cpu_shares", "--cpu-shares"), cpuset_cpus=opts["cpuset_cpus"],
         pids_limit=num("pids_limit", "--pids-limit"), ulimits=opts["ulimit"],
-        network=opts["network"], ip=opts["ip"],
+        network=(opts["network"] or ["bridge"])[0], more_networks=opts["network"][1:],
+        ip=opts["ip"], network_aliases=opts["network_alias"],
         mounts=mounts, restart=opts["restart"],
         labels=opts["label"], stop_signal=opts["stop_signal"], init=opts["init"],
         log_opts=opts["log_opt"],
@@ -725,6 +729,7 @@ def _inspect(args: list[str], path: str) -> int:
     opts, names = cmd.parse(args)
     eng = _engine()
 
+    from berth.engine.networks import settings as network_settings
     from berth.engine.volumes import container_mounts
 
     def describe(name: str) -> dict[str, Any]:
@@ -752,7 +757,9 @@ def _inspect(args: list[str], path: str) -> int:
             "Image": c.image_id, "LogPath": str(eng.log_path(c.id)), "Name": "/" + c.name,
             "Mounts": container_mounts(eng.root, c.config),
             "Driver": "overlay2", **sizes,
+            "NetworkSettings": network_settings(eng.db, c.id, running),
             "HostConfig": {"AutoRemove": c.auto_remove,
+                           "NetworkMode": c.config.get("network") or "none",
                            "Privileged": "CAP_SYS_ADMIN" in spec["process"]["capabilities"][
                                "bounding"]},
             "Config": {"Hostname": c.config.get("hostname", ""),
