@@ -292,3 +292,35 @@ def test_a_subnet_taken_on_the_machine(image: str) -> None:
                 in r.stderr
         finally:
             ipr.link("del", index=idx)
+
+
+def _kernel_objects() -> dict[str, object]:
+    nets = os.listdir("/sys/class/net")
+    ports = {b: sorted(os.listdir(f"/sys/class/net/{b}/brif")) for b in nets
+             if os.path.isdir(f"/sys/class/net/{b}/bridge")}
+    namespaces = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            namespaces.add(os.readlink(f"/proc/{pid}/ns/net"))
+        except OSError:
+            pass
+    with open("/proc/self/mountinfo") as f:
+        mounts = sorted(line.split()[4] for line in f)
+    return {"links": sorted(nets), "ports": ports, "netns": len(namespaces),
+            "mounts": mounts, "rules": sorted(nft_table().splitlines())}
+
+
+def test_a_hundred_run_rm_cycles_leave_nothing_behind(image: str) -> None:
+    """With a container holding the network's bridge up, 100 cycles (run --rm, and run -d +
+    rm -f) leave the same links, bridge ports, network namespaces, mounts and rules."""
+    berth("network", "create", "--subnet", "10.239.0.0/24", "churn")
+    berth("run", "-d", "--name", "anchor", "--network", "churn", image, "sleep", "300")
+    before = _kernel_objects()
+    for i in range(50):
+        berth("run", "--rm", "--network", "churn", image, "true")
+        cid = berth("run", "-d", "--network", "churn", image, "sleep", "30").stdout.strip()
+        berth("rm", "-f", cid)
+    assert _kernel_objects() == before
+    assert berth("ps", "-aq").stdout.split() == [berth("inspect", "-f", "{{.Id}}",
+                                                       "anchor").stdout.strip()[:12]]
+    berth("rm", "-f", "anchor")
