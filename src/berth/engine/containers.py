@@ -604,6 +604,14 @@ class Engine:
         self.db.record_event("container", "stop", c.id, {"name": c.name})
         return c
 
+    def restart(self, ref: str, timeout: float | None = None,
+                sig: int | None = None) -> Container:
+        """docker's `restart`: stop (as `stop` does, when it runs), then start."""
+        c = self.stop(ref, timeout, sig)
+        c = self.start(c.id)
+        self.db.record_event("container", "restart", c.id, {"name": c.name})
+        return c
+
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> str:
         """`volumes` (rm -v): its anonymous volumes go too (named ones stay)."""
         c = self.get(ref)

@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "ls": "List containers",
     "logs": "Fetch the logs of a container",
     "stop": "Stop one or more running containers",
+    "restart": "Restart one or more containers",
     "kill": "Kill one or more running containers",
     "rm": "Remove one or more containers",
     "wait": "Block until one or more containers stop, then print their exit codes",
@@ -488,6 +489,23 @@ def _stop(args: list[str], path: str) -> int:
     return for_each(names, lambda n: (eng.stop(n, timeout, sig), n)[1])
 
 
+def _restart(args: list[str], path: str) -> int:
+    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["restart"], [
+        Flag("time", "t", "int", help="Seconds to wait before killing the container (default: "
+             "its --stop-timeout, else 10)"),
+        Flag("signal", "s", "string", help="Signal to send to the container"),
+    ], min_args=1)
+    opts, names = cmd.parse(args)
+    try:
+        timeout = float(opts["time"]) if opts["time"] else None
+    except ValueError:
+        raise InvalidArgument(f'invalid argument "{opts["time"]}" for "-t, --time" flag') \
+            from None
+    sig = _signal(opts["signal"]) if opts["signal"] else None
+    eng = _engine()
+    return for_each(names, lambda n: (eng.restart(n, timeout, sig), n)[1])
+
+
 def _signal(text: str) -> int:
     from berth.engine.containers import signal_number
     return signal_number(text)
@@ -755,6 +773,7 @@ def _inspect(args: list[str], path: str) -> int:
                       "StartedAt": rfc3339_nano(c.started_ns),
                       "FinishedAt": rfc3339_nano(c.finished_ns)},
             "Image": c.image_id, "LogPath": str(eng.log_path(c.id)), "Name": "/" + c.name,
+            "RestartCount": c.restart_count,
             "Mounts": container_mounts(eng.root, c.config),
             "Driver": "overlay2", **sizes,
             "NetworkSettings": network_settings(eng.db, c.id, running),
@@ -1055,7 +1074,7 @@ def _commit(args: list[str], path: str) -> int:
 
 
 _HANDLERS = {"run": _run, "create": _create, "start": _start, "ls": _ps, "logs": _logs,
-             "stop": _stop, "kill": _kill, "rm": _rm, "wait": _wait, "inspect": _inspect,
+             "stop": _stop, "restart": _restart, "kill": _kill, "rm": _rm, "wait": _wait, "inspect": _inspect,
              "diff": _diff, "commit": _commit, "exec": _exec,
              "pause": _pause, "unpause": _unpause, "top": _top, "rename": _rename,
              "export": _export, "port": _port, "update": _update,
