@@ -50,7 +50,6 @@ def spawn(engine: Any, c: Any, stdin: int | None = None) -> None:
     `run -i`) becomes the container's stdin, else /dev/null."""
     from berth.image.unpack import prepare_rootfs
     from berth.runtime import container  # noqa: F401 - loaded once, before the fork
-    from . import runtimes  # noqa: F401
     from berth.store import mount  # noqa: F401
     [plan] = prepare_rootfs(engine.images, c.image_id, c.id)
     r, w = os.pipe()
