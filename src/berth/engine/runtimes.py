@@ -214,7 +214,7 @@ class OCIBinary:
                                 "--log-format", "json", *args, cid], close_fds=True)
             if r.returncode != 0:
                 why = _log_error(log) or f"exit status {r.returncode}"
-                raise RuntimeFailure(f"{self.name} create: {why}")
+                raise RuntimeFailure(_exec_error(why) or f"{self.name} create: {why}")
             with open(pid_file) as f:
                 pid = int(f.read().strip())
             if listener is not None and console is not None:
@@ -254,6 +254,15 @@ class OCIBinary:
 
     def delete(self, cid: str, force: bool = False) -> None:
         self._call("delete", *(["--force"] if force else []), cid)
+        # The binary removes the container's own cgroup; what it leaves (a hierarchy it does
+        # not manage, the shared /berth parent once empty) berth's cgroup code removes, as
+        # for its own containers.
+        from berth.errors import BerthError
+        from berth.runtime.cgroups import open_cgroups
+        try:
+            open_cgroups(cgroups_path(cid), cid).destroy()
+        except (BerthError, OSError):
+            pass
 
     def pause(self, cid: str) -> None:
         self._call("pause", cid)
@@ -325,6 +334,19 @@ def cgroups_path(cid: str) -> str:
     """linux.cgroupsPath given to a runtime binary: where berth's own runtime puts it, so
     berth's cgroup reader (stats, update, OOM) finds the container's cgroup either way."""
     return f"/berth/{cid}"
+
+
+def _exec_error(why: str) -> str:
+    """A binary's "cannot exec the command" said as berth's own runtime says it (`exec 'CMD':
+    REASON`), so that run exits 127 or 126 as with docker. "" for other errors."""
+    import re
+    m = re.search(r'exec: "([^"]*)": (?:stat [^:]*: )?(.*)$', why)  # runc
+    if m:
+        return f"exec '{m.group(1)}': {m.group(2)}"
+    m = re.search(r"executable file `([^`]*)` not found", why)  # crun
+    if m:
+        return f"exec '{m.group(1)}': executable file not found in $PATH"
+    return ""
 
 
 def _log_error(path: str) -> str:
