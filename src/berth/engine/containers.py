@@ -167,6 +167,9 @@ class Engine:
         img = self.images.get(image)
         from .runtimes import BUILTIN, cgroups_path, resolve
         runtime = resolve(opts.runtime)  # --runtime: a clear error before anything is made
+        if opts.init and runtime != BUILTIN:
+            raise InvalidArgument(f"--init needs berth's own runtime (runtime {runtime} would "
+                                  "ignore the annotation that asks for it)")
         cid = os.urandom(32).hex()
         auto_name = not name
         name = check_name(name) if name else self._free_name()

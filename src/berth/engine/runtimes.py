@@ -3,7 +3,7 @@
     open_runtime(run, name)        the runtime a container was created with
       create(cid, bundle, console=None) -> pid    the init, waiting for start
       start / state / kill / delete(force=) / pause / resume / pids
-      exec(cid, args, env=, cwd=, user=, wait=) -> a pid (with `wait`, the caller's to reap)
+      exec(cid, args, env=, cwd=, user=, wait=) -> its pid (with `wait`, the caller's to reap)
       cgroups_path(cid)            linux.cgroupsPath for berth's cgroup reader (stats, OOM)
 
 `InProcess` is berth's own runtime (berth.runtime.container) called in this process: the
@@ -279,10 +279,10 @@ class OCIBinary:
 
     def exec(self, cid: str, args: list[str], *, env: list[str], cwd: str | None,
              user: str | None, wait: bool) -> int:
-        """`RUNTIME exec --process` with the caller's stdio passed through. Waited for: the
-        binary's pid (it exits with the process's code and forwards signals to it); else it
-        runs `--detach` and the process's pid is returned. The process document goes over a
-        pipe."""
+        """`RUNTIME exec --detach --process` with the caller's stdio passed through; the
+        process's pid. With `wait` the caller is made a subreaper first, so the process,
+        re-parented when the binary exits, is the caller's to reap (as with berth's runtime).
+        The process document goes over a pipe."""
         import json
         import subprocess
         st = self.state(cid)
@@ -299,35 +299,39 @@ class OCIBinary:
             proc["user"] = {**base.get("user", {}), "uid": int(u),
                             "gid": int(g) if g else base.get("user", {}).get("gid", 0)}
         doc = json.dumps(proc).encode()
+        if len(doc) > 60000:  # more than a pipe holds before the binary reads it
+            raise InvalidArgument("exec: the process document is too large")
+        if wait:
+            from berth.runtime import _sys
+            _sys.prctl(_sys.PR_SET_CHILD_SUBREAPER, 1)
         pid_file = os.path.join(self.root, f".{cid}.exec-{os.getpid()}.pid")
+        log = os.path.join(self.root, f".{cid}.exec-{os.getpid()}.log")
         r, w = os.pipe()
         try:
-            argv = self._argv("exec", "--process", f"/proc/self/fd/{r}",
-                              *(["--detach", "--pid-file", pid_file] if not wait else []), cid)
-            if len(doc) > 60000:  # more than a pipe holds before the binary reads it
-                raise InvalidArgument("exec: the process document is too large")
             os.write(w, doc)
             os.close(w)
             w = -1
-            p = subprocess.Popen(argv, pass_fds=(r,), close_fds=True)
+            code = subprocess.run([self.path, "--root", self.root, "--log", log,
+                                   "--log-format", "json", "exec", "--process",
+                                   f"/proc/self/fd/{r}", "--detach", "--pid-file", pid_file,
+                                   cid], pass_fds=(r,), close_fds=True).returncode
         finally:
             os.close(r)
             if w >= 0:
                 os.close(w)
-        if wait:
-            # the caller waits for it (os.waitpid): subprocess must not reap it first
-            p.returncode = 0
-            return p.pid
-        code = p.wait()
         try:
+            why = _log_error(log)
+            if code != 0:
+                why = why or f"exit status {code}"
+                raise RuntimeFailure(_exec_error(why) or f"{self.name} exec: {why}")
             with open(pid_file) as f:
-                pid = int(f.read().strip())
-            os.unlink(pid_file)
-        except (OSError, ValueError):
-            pid = 0
-        if code != 0:
-            raise RuntimeFailure(f"{self.name} exec {cid}: exit status {code}")
-        return pid
+                return int(f.read().strip())
+        finally:
+            for p in (pid_file, log):
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    pass
 
 
 def cgroups_path(cid: str) -> str:
