@@ -37,7 +37,7 @@ def test_known_name_not_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(InvalidArgument, match="runc .*not installed"):
         runtimes.resolve("runc")
-    assert runtimes.available() == {"berth": "berth-runtime (in-process)"}
+    assert runtimes.available() == {"berth": "berth-runtime"}
 
 
 def test_known_name_found(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

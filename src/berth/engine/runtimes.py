@@ -86,7 +86,7 @@ def resolve(name: str) -> str:
 
 def available() -> dict[str, str]:
     """The runtimes this machine has: name -> path (berth's own is in-process)."""
-    out = {BUILTIN: "berth-runtime (in-process)"}
+    out = {BUILTIN: "berth-runtime"}  # in-process: the library behind that CLI
     for name in KNOWN:
         p = _which(name)
         if p:
