@@ -1,7 +1,8 @@
 """`--runtime`: containers run by an OCI runtime binary (runc, crun) instead of berth's own
 in-process runtime, through the same CLI: run -d / ps / logs (streams apart) / exec / pause /
 stop / kill / rm -f, `run --rm` exit codes, a terminal, restart policies and health checks, and
-an unknown runtime refused before anything is made. Each test's leak check (conftest) also sees
+an unknown runtime refused before anything is made; berth's own `berth-runtime` given by path
+works the same way. Each test's leak check (conftest) also sees
 the binary's cgroups and processes.
 
 crun 1.8 refuses this machine's hybrid cgroup layout while cgroup2 holds a controller (hugetlb:
@@ -254,3 +255,22 @@ def test_runtime_by_path(image: str) -> None:
         pytest.skip("runc is not installed (scripts/install.sh --test installs it)")
     r = berth("run", "--rm", "--runtime", runc, image, "sh", "-c", "echo by-path")
     assert r.stdout == "by-path\n"
+
+
+def test_berth_runtime_binary_by_path(image: str) -> None:
+    """berth's own runtime, this time as a binary with the OCI command line (as runc)."""
+    from helpers import find_tool
+    exe = find_tool("berth-runtime")
+    if exe is None:
+        pytest.skip("berth-runtime is not installed (README: pip install -e .)")
+    r = berth("run", "--rm", "--runtime", str(exe), image, "sh", "-c",
+              "echo out; echo err >&2; exit 3", check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+    berth("run", "-d", "--name", "br", "--runtime", str(exe), image, "sleep", "300")
+    assert berth("exec", "br", "echo", "in").stdout == "in\n"
+    assert "sleep 300" in berth("top", "br").stdout
+    berth("pause", "br")
+    assert "(Paused)" in berth("ps", "--format", "{{.Status}}").stdout
+    berth("unpause", "br")
+    berth("rm", "-f", "br")
+    assert berth("ps", "-aq").stdout == ""

@@ -9,7 +9,7 @@ Layout: `<root>/containers/<id>/` holds config.json (root.path = the snapshot's 
 `hostname`, `hosts`, `resolv.conf` (bind-mounted, so `diff` and `commit` never see them) and the
 json-file log `<id>-json.log`. The writable layer is the snapshot `<root>/snapshots/<id>/`. The
 monitor mounts the overlay, creates and starts the container with the in-process runtime
-(state under `<run>/runtime`), logs its output, reaps it, records exit code and time, unmounts,
+(state under `<run>/runtime`; or `--runtime runc|crun|PATH`, engine/runtimes.py), logs its output, reaps it, records exit code and time, unmounts,
 and removes an `--rm` container. It runs in its own session: the CLI that started it may go.
 
 Raises: NoSuchContainer, Conflict (name in use, wrong state), InvalidArgument, NoSuchImage.

@@ -5,7 +5,8 @@ started it may exit, and a Ctrl-C in the CLI's terminal does not reach it) and t
 a pipe that the container started, or why it did not. The monitor then
 
   1. mounts the container's overlay (planned by the CLI before the fork),
-  2. creates and starts the container with berth's in-process runtime, with stdin on /dev/null
+  2. creates and starts the container with berth's in-process runtime (or the binary named by
+     --runtime: engine/runtimes.py), with stdin on /dev/null
      and stdout/stderr on two pipes it holds (so the two streams stay apart),
   3. exec()s into engine/_pump.py (a bare interpreter: the idle cost of a container), which
      writes what the container prints to docker's json-file log
