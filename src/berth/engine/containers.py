@@ -9,7 +9,7 @@ Layout: `<root>/containers/<id>/` holds config.json (root.path = the snapshot's 
 `hostname`, `hosts`, `resolv.conf` (bind-mounted, so `diff` and `commit` never see them) and the
 json-file log `<id>-json.log`. The writable layer is the snapshot `<root>/snapshots/<id>/`. The
 monitor mounts the overlay, creates and starts the container with the in-process runtime
-(state under `<run>/runtime`), logs its output, reaps it, records exit code and time, unmounts,
+(state under `<run>/runtime`; or `--runtime runc|crun|PATH`, engine/runtimes.py), logs its output, reaps it, records exit code and time, unmounts,
 and removes an `--rm` container. It runs in its own session: the CLI that started it may go.
 
 Raises: NoSuchContainer, Conflict (name in use, wrong state), InvalidArgument, NoSuchImage.
@@ -165,6 +165,11 @@ class Engine:
     def create(self, image: str, opts: CreateOptions, *, name: str = "",
                auto_remove: bool = False) -> Container:
         img = self.images.get(image)
+        from .runtimes import BUILTIN, cgroups_path, resolve
+        runtime = resolve(opts.runtime)  # --runtime: a clear error before anything is made
+        if opts.init and runtime != BUILTIN:
+            raise InvalidArgument(f"--init needs berth's own runtime (runtime {runtime} would "
+                                  "ignore the annotation that asks for it)")
         cid = os.urandom(32).hex()
         auto_name = not name
         name = check_name(name) if name else self._free_name()
@@ -215,6 +220,8 @@ class Engine:
                               group=group, host_env=os.environ, host_caps=_host_caps(),
                               extra_mounts=etc,
                               volume_mounts=volumes.spec_mounts(self.root, vol_uses))
+        if runtime != BUILTIN:  # a binary puts the cgroup where berth's cgroup reader looks
+            spec["linux"]["cgroupsPath"] = cgroups_path(cid)
         if opts.entrypoint is not None:
             ep, cmd = ([opts.entrypoint] if opts.entrypoint else []), list(opts.args)
         else:
@@ -244,7 +251,7 @@ class Engine:
                   "interactive": opts.interactive, "image": image, "network": network,
                   "binds": [m.source for m in opts.mounts if m.kind == "bind" and
                             m.create_source],
-                  "volumes": [u.record() for u in vol_uses]}
+                  "volumes": [u.record() for u in vol_uses], "runtime": runtime}
         cdir.mkdir(parents=True)
         try:
             (cdir / "config.json").write_text(json.dumps(spec))
@@ -381,18 +388,17 @@ class Engine:
         """docker's `exec` without a terminal: the process joins the running container with
         the caller's stdin/stdout/stderr; returns its exit code (0 at once with `detach`).
         `user` names are resolved in the container's own /etc/passwd and /etc/group."""
-        from berth.runtime.container import Runtime, exec_process_from_args
         from berth.runtime.run import wait_process
 
         from .options import resolve_user
         c = self.get(ref)
         if c.status != "running":
             raise Conflict(f"Container {c.id} is not running")
-        rt = Runtime(str(self.run / "runtime"))
-        spec = rt._saved_spec(c.id)
+        rt = self._runtime(c)
         uid_gid = None
         if user:
-            rootfs = Path(spec.root_path)
+            rootfs = Path(json.loads((self.container_dir(c.id) / "config.json").read_text())
+                          ["root"]["path"])
 
             def read(rel: str) -> str | None:
                 try:
@@ -404,22 +410,22 @@ class Engine:
         if workdir and not workdir.startswith("/"):
             raise InvalidArgument(f"the working directory {workdir!r} is invalid, it needs to "
                                   "be an absolute path")
-        proc = exec_process_from_args(spec, list(args), env=list(env), cwd=workdir or None,
-                                      user=uid_gid, tty=False, process_file=None)
-        pid = rt.exec(c.id, proc, subreaper=not detach)
+        pid = rt.exec(c.id, list(args), env=list(env), cwd=workdir or None, user=uid_gid,
+                      wait=not detach)
         self.db.record_event("container", "exec_start", c.id,
                              {"name": c.name, "execID": str(pid)})
         return 0 if detach else wait_process(pid, None)
 
-    def _runtime(self) -> Any:
-        from berth.runtime.container import Runtime
-        return Runtime(str(self.run / "runtime"))
+    def _runtime(self, c: Container) -> Any:
+        """The runtime `c` was created with (--runtime; engine/runtimes.py)."""
+        from .runtimes import open_runtime
+        return open_runtime(self.run, c.config.get("runtime"))
 
     def paused(self, c: Container) -> bool:
         if c.status != "running":
             return False
         try:
-            return bool(self._runtime().state(c.id).get("status") == "paused")
+            return bool(self._runtime(c).state(c.id).get("status") == "paused")
         except Exception:  # noqa: BLE001 - gone meanwhile: not paused
             return False
 
@@ -427,7 +433,7 @@ class Engine:
         """stop, kill and rm of a paused container: docker unpauses it first."""
         if self.paused(c):
             with contextlib.suppress(BerthError, OSError):
-                self._runtime().resume(c.id)
+                self._runtime(c).resume(c.id)
 
     def pause(self, ref: str) -> Container:
         c = self.get(ref)
@@ -435,7 +441,7 @@ class Engine:
             raise Conflict(f"Container {c.id} is not running")
         if self.paused(c):
             raise Conflict(f"Container {c.id} is already paused")
-        self._runtime().pause(c.id)
+        self._runtime(c).pause(c.id)
         self.db.record_event("container", "pause", c.id, {"name": c.name})
         return c
 
@@ -443,7 +449,7 @@ class Engine:
         c = self.get(ref)
         if not self.paused(c):
             raise Conflict(f"Container {c.id} is not paused")
-        self._runtime().resume(c.id)
+        self._runtime(c).resume(c.id)
         self.db.record_event("container", "unpause", c.id, {"name": c.name})
         return c
 
@@ -451,7 +457,7 @@ class Engine:
         c = self.get(ref)
         if c.status != "running":
             raise Conflict(f"Container {c.id} is not running")
-        return list(self._runtime().pids(c.id))
+        return list(self._runtime(c).pids(c.id))
 
     def rename(self, ref: str, new: str) -> None:
         c = self.get(ref)
@@ -515,8 +521,7 @@ class Engine:
         for key, value in res.items():
             merged[key] = {**(merged.get(key) or {}), **value}
         if c.status == "running":
-            st, _ = self._runtime().load(c.id)
-            open_cgroups(st.cgroups_path, c.id).apply(
+            open_cgroups(self._runtime(c).cgroups_path(c.id), c.id).apply(
                 {k: v for k, v in merged.items() if k != "devices"})
         spec["linux"]["resources"] = merged
         tmp = cfg_path.with_name(".config.json.tmp")
@@ -531,8 +536,8 @@ class Engine:
         c = self.get(ref)
         if c.status != "running":
             raise Conflict(f"Container {c.id} is not running")
-        st, _ = self._runtime().load(c.id)
-        out = dict(open_cgroups(st.cgroups_path, c.id).stats())
+        cg_path = self._runtime(c).cgroups_path(c.id)
+        out = dict(open_cgroups(cg_path, c.id).stats())
         rx = tx = 0
         try:  # docker shows no I/O for a container on the host's network
             shared = os.stat(f"/proc/{c.pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
@@ -541,7 +546,7 @@ class Engine:
         if not shared:
             rx, tx = net_io(c.pid)
         out["net"] = {"rx_bytes": rx, "tx_bytes": tx}
-        read, written = block_io(st.cgroups_path)
+        read, written = block_io(cg_path)
         out["blkio"] = {"read_bytes": read, "write_bytes": written}
         return out
 
@@ -629,7 +634,7 @@ class Engine:
         # Whatever the record says (a dead monitor leaves processes without a parent), the
         # runtime kills what is left in the container's cgroup and removes its state.
         with contextlib.suppress(BerthError, OSError):
-            self._runtime().delete(c.id, force=True)
+            self._runtime(c).delete(c.id, force=True)
         if self.db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (c.id,)):
             from .networks import detach  # a monitor that died left its veths and address
             detach(self.db, str(self.run), c.id, events=False)

@@ -5,7 +5,8 @@ started it may exit, and a Ctrl-C in the CLI's terminal does not reach it) and t
 a pipe that the container started, or why it did not. The monitor then
 
   1. mounts the container's overlay (planned by the CLI before the fork),
-  2. creates and starts the container with berth's in-process runtime, with stdin on /dev/null
+  2. creates and starts the container with berth's in-process runtime (or the binary named by
+     --runtime: engine/runtimes.py), with stdin on /dev/null
      and stdout/stderr on two pipes it holds (so the two streams stay apart),
   3. exec()s into engine/_pump.py (a bare interpreter: the idle cost of a container), which
      writes what the container prints to docker's json-file log
@@ -114,7 +115,6 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     """Mount, create and start the container, record it running, and exec into _pump.py.
     `status_fd` gets "ok" or "KIND:why" for the CLI waiting on the first start; a restart has
     no one waiting (None), so a failure there is recorded as exit code 125."""
-    from berth.runtime.container import CreateOptions, Runtime
     from berth.store import mount as mnt
     from berth.store.db import Database
 
@@ -133,10 +133,12 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     os.close(out_w)
     os.close(err_w)
     db = Database(root)
-    rt = Runtime(os.path.join(run, "runtime"))
-    tty, netmode = db.read("SELECT json_extract(config, '$.tty'), json_extract(config, "
-                           "'$.network') FROM containers WHERE id = ?", (cid,))[0]
+    tty, rt_name, netmode = db.read(
+        "SELECT json_extract(config, '$.tty'), json_extract(config, '$.runtime'), "
+        "json_extract(config, '$.network') FROM containers WHERE id = ?", (cid,))[0]
     tty = bool(tty)
+    from .runtimes import open_runtime  # --runtime: in-process (default) or a binary
+    rt = open_runtime(run, rt_name)
     master = -1
     mounted = False
     try:
@@ -152,14 +154,13 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
             from .networks import share_netns  # the owner's namespace as it runs now
             share_netns(db, root, cid, netmode[len("container:"):])
         try:
-            state = rt.create(cid, os.path.join(root, "containers", cid), CreateOptions(
-                subreaper=True, console_fd=theirs.fileno() if theirs else None))
+            init_pid = rt.create(cid, os.path.join(root, "containers", cid), theirs)
         finally:
             if theirs is not None:
                 theirs.close()
         if db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (cid,)):
             from .networks import attach as attach_networks  # veths, addresses (bridge)
-            attach_networks(db, root, run, cid, state.pid)
+            attach_networks(db, root, run, cid, init_pid)
         if ours is not None:
             import socket
             _msg, fds, _flags, _addr = socket.recv_fds(ours, 16, 1)
@@ -204,7 +205,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     with db.transaction() as tx:
         tx.execute("UPDATE containers SET status = 'running', pid = ?, started_ns = ?, "
                    "monitor_pid = ?, exit_code = 0, oom_killed = 0, health = '' WHERE id = ?",
-                   (state.pid, time.time_ns(), os.getpid(), cid))
+                   (init_pid, time.time_ns(), os.getpid(), cid))
         db.record_event("container", "start", cid, {"name": name})
     record = json.loads(db.read("SELECT config FROM containers WHERE id = ?", (cid,))[0][0])
     check = record.get("healthcheck")
@@ -254,7 +255,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     pump = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pump.py")
     paths = os.pathsep.join(p for p in sys.path if p and os.path.isabs(p))
     os.execv(_named_link(run, py), [MONITOR_NAME, "-S", "-I", pump, str(out_r), str(err_r),
-                                    str(log_path(root, cid)), str(state.pid), paths, root, run,
+                                    str(log_path(root, cid)), str(init_pid), paths, root, run,
                                     cid, attach if master >= 0 else "",
                                     str(log_opts.get("max_size", 0)),
                                     str(log_opts.get("max_file", 1))])
@@ -301,8 +302,7 @@ def _oom_killed(rt: Any, cid: str) -> bool:
     """Whether the OOM killer struck in the container's cgroup (read before it is removed)."""
     try:
         from berth.runtime.cgroups import open_cgroups
-        st, _ = rt.load(cid)
-        mem = open_cgroups(st.cgroups_path, cid).stats().get("memory") or {}
+        mem = open_cgroups(rt.cgroups_path(cid), cid).stats().get("memory") or {}
         return int(mem.get("oom_kill") or 0) > 0
     except Exception:  # noqa: BLE001 - no cgroup left, no memory controller: not known
         return False
@@ -312,13 +312,16 @@ def finish(root: str, run: str, cid: str, code: int) -> None:
     """After the container exited: delete its runtime state, unmount its root filesystem,
     record the exit, and remove it when it was started with --rm. Imports only what that
     needs (no image store): `run` waits for it."""
-    from berth.runtime.container import Runtime
     from berth.store import mount as mnt
     from berth.store.db import Database
     from berth.store.snapshots import Snapshots
 
     from .containers import destroy, exit_file, logs_size, writable_size
-    rt = Runtime(os.path.join(run, "runtime"))
+    from .runtimes import open_runtime
+    db = Database(root)
+    rt_row = db.read("SELECT json_extract(config, '$.runtime') FROM containers WHERE id = ?",
+                     (cid,))
+    rt = open_runtime(run, rt_row[0][0] if rt_row else None)  # the one it was created with
     oom = _oom_killed(rt, cid)
     with _suppress():
         rt.delete(cid, force=True)
@@ -326,7 +329,6 @@ def finish(root: str, run: str, cid: str, code: int) -> None:
     with _suppress():
         if mnt.is_mounted(target):
             mnt.unmount(target)
-    db = Database(root)
     try:
         with _suppress():  # unmount typed volumes, record their sizes
             from .volumes import detach as detach_volumes

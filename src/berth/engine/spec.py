@@ -87,6 +87,7 @@ class CreateOptions:
     stop_signal: str = ""
     stop_timeout: int | None = None
     image_volumes: bool = True  # the image's VOLUMEs as anonymous volumes (not for RUN steps)
+    runtime: str = ""  # --runtime: berth (in-process, the default), runc, crun, /abs/path
 
 
 def _cap_name(name: str) -> str:

@@ -108,6 +108,8 @@ _CREATE_FLAGS = [
     Flag("network-alias", value="list", repeat=True,
          help="Add network-scoped alias for the container"),
     Flag("ip", value="string", help="IPv4 address (e.g., 172.30.100.104)"),
+    Flag("runtime", value="string", help="Runtime to use for this container: berth (the "
+         "default, in-process), runc, crun, or the absolute path of an OCI runtime binary"),
 ]
 
 
@@ -169,7 +171,7 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
         ip=opts["ip"], network_aliases=opts["network_alias"],
         mounts=mounts, restart=opts["restart"],
         labels=opts["label"], stop_signal=opts["stop_signal"], init=opts["init"],
-        log_opts=opts["log_opt"],
+        log_opts=opts["log_opt"], runtime=opts["runtime"] or "",
         health={"cmd": opts["health_cmd"], "interval": opts["health_interval"],
                 "timeout": opts["health_timeout"], "retries": opts["health_retries"],
                 "start_period": opts["health_start_period"],
@@ -289,7 +291,10 @@ def _attach_tty(eng: Any, cid: str, *, interactive: bool = True) -> int:
             except InterruptedError:
                 continue
             if sock in ready:
-                data = sock.recv(1 << 16)
+                try:
+                    data = sock.recv(1 << 16)
+                except ConnectionResetError:  # the monitor closed us with input unread: the
+                    data = b""  # container is gone, as at end of file
                 if not data:
                     break
                 os.write(1, data)
@@ -779,6 +784,7 @@ def _inspect(args: list[str], path: str) -> int:
             "NetworkSettings": network_settings(eng.db, c.id, running),
             "HostConfig": {"AutoRemove": c.auto_remove,
                            "NetworkMode": c.config.get("network") or "none",
+                           "Runtime": c.config.get("runtime") or "berth",
                            "Privileged": "CAP_SYS_ADMIN" in spec["process"]["capabilities"][
                                "bounding"]},
             "Config": {"Hostname": c.config.get("hostname", ""),
