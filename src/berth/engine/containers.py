@@ -170,9 +170,13 @@ class Engine:
         name = check_name(name) if name else self._free_name()
         cdir = self.container_dir(cid)
         hostname = opts.hostname or cid[:12]
+        resolv_conf = "# berth: no DNS on this network\n"
         if opts.network not in ("none", "host"):
             from .networks import Networks
-            Networks(self.db).get(opts.network)  # a clear error before anything is made
+            net = Networks(self.db).get(opts.network)  # a clear error before anything is made
+            from . import dns  # DNS: a user-defined network's containers ask 127.0.0.11
+            if dns.wants_dns(net.driver, net.name):
+                resolv_conf = dns.RESOLV_CONF
         elif opts.ip:
             raise InvalidArgument("user specified IP address is supported on user defined "
                                   "networks only")
@@ -233,7 +237,7 @@ class Engine:
             (cdir / "config.json").write_text(json.dumps(spec))
             (cdir / "hostname").write_text(hostname + "\n")
             (cdir / "hosts").write_text(_hosts(hostname))
-            (cdir / "resolv.conf").write_text("# berth: no DNS on this network\n")
+            (cdir / "resolv.conf").write_text(resolv_conf)
             with self.db.transaction() as tx:
                 while auto_name and tx.execute("SELECT 1 FROM containers WHERE name = ?",
                                                (name,)).fetchone():
@@ -447,6 +451,11 @@ class Engine:
             tx.execute("UPDATE containers SET name = ? WHERE id = ?", (name, c.id))
             self.db.record_event("container", "rename", c.id,
                                  {"name": name, "oldName": "/" + c.name})
+        if self.db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (c.id,)):
+            from . import dns  # DNS: its new name in its networks' tables
+            from .networks import _locked, _root_lock
+            with _locked(_root_lock(str(self.run))):
+                dns.refresh_container(self.db, str(self.run), c.id)
 
     def export(self, ref: str, out: Any) -> None:
         """docker's `export`: the container's filesystem (image layers and its changes) as a

@@ -138,6 +138,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
                        (cid,))[0][0])
     master = -1
     mounted = False
+    dns = None  # DNS: sockets on 127.0.0.11:53 in its netns, for the pump (engine/dns.py)
     try:
         mnt.mount_all([plan])
         mounted = True
@@ -156,6 +157,8 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         if db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (cid,)):
             from .networks import attach as attach_networks  # veths, addresses (bridge)
             attach_networks(db, root, run, cid, state.pid)
+            from .dns import listen as listen_dns  # DNS: on a user-defined network
+            dns = listen_dns(db, run, cid, state.pid)
         if ours is not None:
             import socket
             _msg, fds, _flags, _addr = socket.recv_fds(ours, 16, 1)
@@ -165,6 +168,8 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     except BaseException as e:
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
+        if dns is not None:
+            dns.close()
         with _suppress():
             rt.delete(cid, force=True)
         with _suppress():
@@ -221,7 +226,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         out_r, err_r = master, listener.detach()
     if check:  # the checker holds none of the container's streams, or they would never end
         if os.fork() == 0:
-            for fd in (out_r, err_r, status_fd):
+            for fd in (out_r, err_r, status_fd, *((dns.udp, dns.tcp) if dns else ())):
                 if fd is not None and fd >= 0:
                     with _suppress():
                         os.close(fd)
@@ -241,7 +246,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     # same process, still the container's parent and subreaper), which calls `finish` below
     # when the container is gone. It is started through a link named berth-monitor, so that
     # ps, top and pgrep show what it is.
-    for fd in (out_r, err_r):
+    for fd in (out_r, err_r, *((dns.udp, dns.tcp) if dns else ())):
         if fd >= 0:
             os.set_inheritable(fd, True)
     py = sys.executable
@@ -253,7 +258,8 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
                                     str(log_path(root, cid)), str(state.pid), paths, root, run,
                                     cid, attach if master >= 0 else "",
                                     str(log_opts.get("max_size", 0)),
-                                    str(log_opts.get("max_file", 1))])
+                                    str(log_opts.get("max_file", 1)),
+                                    *(dns.argv() if dns else ())])
 
 
 def should_restart(policy: dict[str, Any], code: int, count: int, stopped: bool) -> bool:

@@ -462,6 +462,8 @@ def attach(db: Database, root: str, run: str, cid: str, pid: int) -> None:
                                "" if n.internal else n.gateway))
             gateway = next((g for *_, g in inside if g), "")
             _in_netns(pid, lambda ipr2: _configure_inside(ipr2, inside, gateway))
+            from . import dns  # DNS: its names on its user-defined networks' tables
+            dns.refresh_container(db, run, cid, up=True)
         first = next((e.ip for e in _endpoints(db, cid) if e.ip), "")
         if first:
             _write_hosts(db, root, cid, first)
@@ -593,6 +595,8 @@ def detach(db: Database, run: str, cid: str, *, events: bool = True) -> None:
                     db.record_event("network", "disconnect", ep.network.id,
                                     {"container": cid, "name": ep.network.name,
                                      "type": "bridge"})
+        from . import dns  # DNS: its names leave its networks' tables
+        dns.refresh_container(db, run, cid, down=True)
         for ep in eps:
             found = ipr.link_lookup(ifname=ep.network.bridge)
             if not found:

@@ -104,6 +104,8 @@ _CREATE_FLAGS = [
          help="Connect a container to a network: none (berth's default), host, bridge, or a "
          "network made with `network create`"),
     Flag("ip", value="string", help="IPv4 address (e.g., 172.30.100.104)"),
+    Flag("network-alias", value="list", repeat=True,
+         help="Add network-scoped alias for the container"),
 ]
 
 
@@ -161,7 +163,7 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
         memory_swap=opts["memory_swap"], cpus=opts["cpus"],
         cpu_shares=num("cpu_shares", "--cpu-shares"), cpuset_cpus=opts["cpuset_cpus"],
         pids_limit=num("pids_limit", "--pids-limit"), ulimits=opts["ulimit"],
-        network=opts["network"], ip=opts["ip"],
+        network=opts["network"], ip=opts["ip"], network_aliases=opts["network_alias"],
         mounts=mounts, restart=opts["restart"],
         labels=opts["label"], stop_signal=opts["stop_signal"], init=opts["init"],
         log_opts=opts["log_opt"],
