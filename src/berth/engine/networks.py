@@ -417,9 +417,16 @@ def _allocate(db: Database, cid: str, ep: Endpoint) -> str:
     back to the pool first."""
     n = ep.network
     with db.transaction() as tx:
-        tx.execute("UPDATE endpoints SET ip = '' WHERE network_id = ? AND static_ip = 0 AND "
-                   "ip != '' AND container_id != ? AND container_id IN (SELECT id FROM "
-                   "containers WHERE status NOT IN ('running', 'restarting'))", (n.id, cid))
+        # A container starting beside this one is attached (it has its veth: we hold the
+        # lock) but not yet recorded running: its address is not stale.
+        stale = [other for other, pos in tx.execute(
+            "SELECT e.container_id, e.position FROM endpoints e JOIN containers c ON "
+            "c.id = e.container_id WHERE e.network_id = ? AND e.static_ip = 0 AND e.ip != '' "
+            "AND e.container_id != ? AND c.status NOT IN ('running', 'restarting')",
+            (n.id, cid)).fetchall() if not os.path.exists(f"/sys/class/net/vb{other[:11]}{pos}")]
+        for other in stale:
+            tx.execute("UPDATE endpoints SET ip = '' WHERE network_id = ? AND container_id = ?",
+                       (n.id, other))
         if ep.ip:
             return ep.ip
         used = [r[0] for r in tx.execute("SELECT ip FROM endpoints WHERE network_id = ? AND "
