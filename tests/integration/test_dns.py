@@ -90,3 +90,92 @@ def test_a_container_stopped_and_started_again_answers_again(image: str) -> None
     berth("start", "one")
     assert resolves("two", "one") == ip_of("one", "net1")
     assert resolves("one", "two") == ip_of("two", "net1")
+
+
+def in_netns(pid: int, fn):  # noqa: ANN001, ANN201 - a test helper
+    """fn() run in a thread that joined the network namespace of `pid` (the container's)."""
+    import threading
+
+    from berth.runtime import _sys
+    out: list = []
+
+    def inner() -> None:
+        try:
+            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+            try:
+                _sys.setns(fd, _sys.CLONE_NEWNET, "net")
+            finally:
+                os.close(fd)
+            out.append(fn())
+        except BaseException as e:  # noqa: BLE001
+            out.append(e)
+    t = threading.Thread(target=inner)
+    t.start()
+    t.join()
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]
+
+
+def query(qname: str, qtype: int = 1, qid: int = 7) -> bytes:
+    q = b"".join(bytes((len(x),)) + x.encode() for x in qname.split(".")) + b"\0"
+    return qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + q + \
+        qtype.to_bytes(2, "big") + b"\x00\x01"
+
+
+def pid_of(container: str) -> int:
+    return int(berth("inspect", "-f", "{{.State.Pid}}", container).stdout)
+
+
+def test_tcp_and_a_container_whose_output_is_closed(image: str) -> None:
+    import socket
+    berth("network", "create", "--subnet", "10.244.0.0/24", "net2")
+    berth("run", "-d", "--name", "srv", "--network", "net2", image, "sh", "-c", IDLE)
+    berth("run", "-d", "--name", "quiet", "--network", "net2", image, "sh", "-c",
+          f"exec >/dev/null 2>&1 </dev/null; {IDLE}")
+    berth("run", "-d", "-t", "--name", "tty", "--network", "net2", image, "sh")
+    ip = ip_of("srv", "net2")
+    time.sleep(0.5)  # quiet's pump saw its output close
+    assert resolves("quiet", "srv") == ip
+    assert resolves("tty", "srv") == ip
+
+    def over_tcp() -> bytes:
+        with socket.create_connection(("127.0.0.11", 53), timeout=3) as s:
+            for qid in (1, 2):  # two queries on one connection
+                q = query("srv", qid=qid)
+                s.sendall(len(q).to_bytes(2, "big") + q)
+                n = int.from_bytes(s.recv(2), "big")
+                reply = b""
+                while len(reply) < n:
+                    reply += s.recv(n - len(reply))
+                assert reply[:2] == qid.to_bytes(2, "big")
+            return reply
+    reply = in_netns(pid_of("quiet"), over_tcp)
+    assert reply[3] & 0xF == 0 and reply[-4:] == bytes(int(x) for x in ip.split("."))
+
+    def over_udp() -> bytes:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(3)
+            s.sendto(b"\x00" * 5, ("127.0.0.11", 53))  # garbage: dropped, nothing breaks
+            s.sendto(query("nosuch"), ("127.0.0.11", 53))
+            return s.recv(512)
+    assert in_netns(pid_of("tty"), over_udp)[3] & 0xF == 3  # NXDOMAIN
+    assert resolves("tty", "quiet") == ip_of("quiet", "net2")
+
+
+def test_containers_started_at_once_all_know_each_other(image: str) -> None:
+    import subprocess
+
+    from helpers.cli import BERTH
+    berth("network", "create", "--subnet", "10.246.0.0/24", "busy")
+    names = [f"c{i}" for i in range(4)]
+    procs = [subprocess.Popen([*BERTH, "run", "-d", "--name", n, "--network", "busy", image,
+                               "sh", "-c", IDLE], stdout=subprocess.DEVNULL)
+             for n in names]
+    assert [p.wait(60) for p in procs] == [0] * 4
+    ips = {n: ip_of(n, "busy") for n in names}
+    script = "; ".join(f"nslookup -type=a {n} | tail -n +3" for n in names)
+    for n in names:
+        out = sh(n, script)
+        assert [line.split()[-1] for line in out.splitlines()
+                if line.startswith("Address")] == [ips[m] for m in names], out

@@ -66,20 +66,23 @@ def table_lines(network: str, rows: Iterable[tuple[str, str, str, list[str], str
 
 def refresh(db: Database, run: str | os.PathLike[str], network_id: str, *,
             up: Iterable[str] = (), down: Iterable[str] = ()) -> None:
-    """Rewrite the table of `network_id` from the records: its running containers with an
-    address, plus those in `up` (starting now), minus those in `down` (leaving now). No
-    container left: the table goes. Callers hold the networks lock."""
+    """Rewrite the table of `network_id`: its containers with an address and a veth on the
+    network (attached, running), plus those in `up` (attaching now), minus those in `down`
+    (leaving now). The veth, not the recorded status, says who is on: a container starting
+    beside this one is attached before it is recorded running. No container left: the table
+    goes. Callers hold the networks lock."""
     row = db.read("SELECT name, driver FROM networks WHERE id = ?", (network_id,))
     path = table_path(run, network_id)
     up, down = set(up), set(down)
     rows = []
     if row and wants_dns(row[0][1], row[0][0]):
-        for cid, ip, aliases, name, hostname, status in db.read(
+        for cid, ip, aliases, name, hostname, position in db.read(
                 "SELECT e.container_id, e.ip, e.aliases, c.name, "
-                "json_extract(c.config, '$.hostname'), c.status FROM endpoints e JOIN "
+                "json_extract(c.config, '$.hostname'), e.position FROM endpoints e JOIN "
                 "containers c ON c.id = e.container_id WHERE e.network_id = ? AND e.ip != '' "
                 "ORDER BY e.rowid", (network_id,)):
-            if cid in down or (status not in ("running", "restarting") and cid not in up):
+            if cid in down or (cid not in up and not os.path.exists(
+                    f"/sys/class/net/vb{cid[:11]}{position}")):  # networks.Endpoint.host_veth
                 continue
             rows.append((cid, name, ip, list(json.loads(aliases or "[]")), hostname or ""))
     if not rows:
