@@ -41,8 +41,8 @@ def resolves(container: str, name: str) -> str | None:
 
 
 def test_containers_of_a_user_network_resolve_each_other(image: str) -> None:
-    berth("network", "create", "--subnet", "10.241.0.0/24", "front")
-    berth("network", "create", "--subnet", "10.242.0.0/24", "back")
+    berth("network", "create", "--subnet", "10.171.0.0/24", "front")
+    berth("network", "create", "--subnet", "10.172.0.0/24", "back")
     srv = berth("run", "-d", "--name", "srv", "--network", "front", "--network-alias", "db",
                 "--network-alias", "Primary", image, "sh", "-c", IDLE).stdout.strip()
     berth("run", "-d", "--name", "cli", "--network", "front", image, "sh", "-c", IDLE)
@@ -82,7 +82,7 @@ def test_bridge_none_and_host_keep_no_nameserver(image: str) -> None:
 
 
 def test_a_container_stopped_and_started_again_answers_again(image: str) -> None:
-    berth("network", "create", "--subnet", "10.243.0.0/24", "net1")
+    berth("network", "create", "--subnet", "10.173.0.0/24", "net1")
     berth("run", "-d", "--name", "one", "--network", "net1", image, "sh", "-c", IDLE)
     berth("run", "-d", "--name", "two", "--network", "net1", image, "sh", "-c", IDLE)
     berth("stop", "-t", "0", "one")
@@ -129,7 +129,7 @@ def pid_of(container: str) -> int:
 
 def test_tcp_and_a_container_whose_output_is_closed(image: str) -> None:
     import socket
-    berth("network", "create", "--subnet", "10.244.0.0/24", "net2")
+    berth("network", "create", "--subnet", "10.174.0.0/24", "net2")
     berth("run", "-d", "--name", "srv", "--network", "net2", image, "sh", "-c", IDLE)
     berth("run", "-d", "--name", "quiet", "--network", "net2", image, "sh", "-c",
           f"exec >/dev/null 2>&1 </dev/null; {IDLE}")
@@ -167,7 +167,7 @@ def test_containers_started_at_once_all_know_each_other(image: str) -> None:
     import subprocess
 
     from helpers.cli import BERTH
-    berth("network", "create", "--subnet", "10.246.0.0/24", "busy")
+    berth("network", "create", "--subnet", "10.176.0.0/24", "busy")
     names = [f"c{i}" for i in range(4)]
     procs = [subprocess.Popen([*BERTH, "run", "-d", "--name", n, "--network", "busy", image,
                                "sh", "-c", IDLE], stdout=subprocess.DEVNULL)
@@ -179,3 +179,19 @@ def test_containers_started_at_once_all_know_each_other(image: str) -> None:
         out = sh(n, script)
         assert [line.split()[-1] for line in out.splitlines()
                 if line.startswith("Address")] == [ips[m] for m in names], out
+
+
+def test_a_container_restarted_by_its_policy_answers_and_is_known_again(image: str) -> None:
+    berth("network", "create", "--subnet", "10.177.0.0/24", "net3")
+    berth("run", "-d", "--name", "peer", "--network", "net3", image, "sh", "-c", IDLE)
+    berth("run", "-d", "--name", "flaky", "--network", "net3", "--restart", "on-failure:2",
+          image, "sh", "-c", f"[ -f /once ] || {{ touch /once; exit 3; }}; {IDLE}")
+    from berth.store.db import Database
+    deadline = time.monotonic() + 20
+    with Database(os.environ["BERTH_ROOT"]) as db:  # inspect has no RestartCount yet
+        while db.read("SELECT restart_count, status FROM containers WHERE name = 'flaky'") \
+                != [(1, "running")]:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert resolves("peer", "flaky") == ip_of("flaky", "net3")
+    assert resolves("flaky", "peer") == ip_of("peer", "net3")

@@ -199,7 +199,10 @@ def test_table_lines() -> None:
 
 def test_tables_reread_only_when_changed(tmp_path) -> None:
     p = tmp_path / "net"
-    tables = _dnsd.Tables([str(p), str(tmp_path / "missing")])
+    index = tmp_path / "index"
+    tables = _dnsd.Tables(str(index))
+    assert tables.current() == []
+    index.write_text(f"{p}\n{tmp_path / 'missing'}\n")
     assert tables.current() == []
     p.write_text("network n\n10.0.0.2 aa\n")
     [t] = tables.current()
@@ -209,6 +212,10 @@ def test_tables_reread_only_when_changed(tmp_path) -> None:
     os.rename(tmp, p)
     [t2] = tables.current()
     assert t2 is not t and t2.names == {"bb": ["10.0.0.3"]}
+    q = tmp_path / "other"
+    q.write_text("network o\n10.9.0.2 cc\n")
+    index.write_text(f"{q}\n{p}\n")  # connected to another network, first in its order
+    assert [t.network for t in tables.current()] == ["o", "n"]
 
 
 def test_which_networks_have_dns() -> None:

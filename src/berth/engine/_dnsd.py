@@ -3,16 +3,19 @@ DNS codec (RFC 1035) and the name tables it answers from, nothing forwarded anyw
 
 Loaded by engine/_pump.py (a bare interpreter) only when the first query arrives, as a top-level
 module from its own directory: it imports nothing, not even from berth. Pure but for
-`Tables.current`, which stats and reads the table files.
+`Tables.current`, which stats and reads the files.
 
     answer(query, tables, limit=512) -> bytes | None   the reply to one query (None: drop it)
     parse_table(text) -> Table                      one network's table file (engine/dns.py)
-    Tables(paths)                                    a container's networks, re-read on change
+    Tables(index)                                    a container's networks, re-read on change
 
 Table file (`<run>/dns/<network id>`, written by engine/dns.py):
 
     network NAME
     IP NAME [ALIAS ...] SHORT_ID [HOSTNAME]
+
+Index file (`<run>/dns/containers/<container id>`): the table files of the container's
+networks, one per line, in its order of networks.
 
 Answers, as docker's resolver gives them: A for a name known on one of the container's networks
 (its address on the first of them that knows it; `NAME.NETWORK` looks on NETWORK only), all its
@@ -62,33 +65,36 @@ def parse_table(text: str) -> Table:
 
 
 class Tables:
-    """The tables of a container's networks, in its order of networks; each file is read
-    again only when its inode or mtime changed."""
+    """The tables of a container's networks, named by its index file, in its order of
+    networks; each file (the index too) is read again only when its inode, mtime or size
+    changed, so a network connected or disconnected while it runs is seen."""
 
-    def __init__(self, paths: list) -> None:
-        self.paths = list(paths)
-        self._seen: dict = {}  # path -> (stat key, Table)
+    def __init__(self, index: str) -> None:
+        self.index = index
+        self._seen: dict = {}  # path -> (stat key, parsed)
+
+    def _load(self, path: str, parse: object) -> object:
+        import os
+        try:
+            st = os.stat(path)
+        except OSError:
+            self._seen.pop(path, None)
+            return None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        seen = self._seen.get(path)
+        if seen is None or seen[0] != key:
+            try:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    seen = (key, parse(f.read()))
+            except OSError:
+                return None
+            self._seen[path] = seen
+        return seen[1]
 
     def current(self) -> list:
-        import os
-        out = []
-        for p in self.paths:
-            try:
-                st = os.stat(p)
-            except OSError:
-                self._seen.pop(p, None)
-                continue
-            key = (st.st_ino, st.st_mtime_ns, st.st_size)
-            seen = self._seen.get(p)
-            if seen is None or seen[0] != key:
-                try:
-                    with open(p, encoding="utf-8", errors="replace") as f:
-                        seen = (key, parse_table(f.read()))
-                except OSError:
-                    continue
-                self._seen[p] = seen
-            out.append(seen[1])
-        return out
+        paths = self._load(self.index, lambda text: [x for x in text.splitlines() if x]) or []
+        tables = [self._load(p, parse_table) for p in paths]
+        return [t for t in tables if t is not None]
 
 
 # --- lookups ----------------------------------------------------------------------------------
@@ -243,9 +249,9 @@ class Server:
     namespace (`udp_fd`, `tcp_fd`: a listening socket, or -1). `handle(fd, poller)` serves
     one ready descriptor of its own (the pump's poll loop registers them) and never raises."""
 
-    def __init__(self, udp_fd: int, tcp_fd: int, paths: list) -> None:
+    def __init__(self, udp_fd: int, tcp_fd: int, index: str) -> None:
         import _socket
-        self.tables = Tables(paths)
+        self.tables = Tables(index)
         self.udp = _socket.socket(fileno=udp_fd) if udp_fd >= 0 else None
         self.tcp = _socket.socket(fileno=tcp_fd) if tcp_fd >= 0 else None
         for s in (self.udp, self.tcp):

@@ -1,7 +1,7 @@
 """The idle life of a container's monitor: copy its output to the json-file log, reap it.
 
 Run as `python -S -I _pump.py OUT_FD ERR_FD LOG PID SYS_PATH ROOT RUN CID ATTACH_SOCKET MAX_SIZE
-MAX_FILE [DNS_FDS DNS_TABLES]` by
+MAX_FILE [DNS_FDS DNS_INDEX]` by
 engine/monitor.py (with a terminal, OUT_FD is the pty master, ERR_FD the socket listening at
 ATTACH_SOCKET for clients),
 which exec()s into it once the container runs: the same process (still the container's parent
@@ -11,8 +11,8 @@ it puts SYS_PATH (os.pathsep-separated) on sys.path and calls berth.engine.monit
 the exit code: only then are the engine's modules imported.
 
 On a user-defined network it also answers DNS: DNS_FDS is "UDP,TCP", sockets the monitor bound
-to 127.0.0.11:53 in the container's network namespace, DNS_TABLES (os.pathsep-separated) the
-name tables of its networks (engine/dns.py). The answering code, _dnsd.py beside this file, is
+to 127.0.0.11:53 in the container's network namespace, DNS_INDEX the file that names the name
+tables of its networks (engine/dns.py). The answering code, _dnsd.py beside this file, is
 imported at the first query (with the C `_socket` module); until then DNS costs two
 descriptors in the poll set. DNS is served until the container is reaped, also after its
 output closed.
@@ -101,8 +101,8 @@ class Dns:
     failure there closes the sockets (the container then gets no answers, as from a dead
     server): the log and the reaping go on."""
 
-    def __init__(self, fds: list, tables: list) -> None:
-        self.fds, self.tables, self.server = [fd for fd in fds if fd >= 0], tables, None
+    def __init__(self, fds: list, index: str) -> None:
+        self.fds, self.index, self.server = [fd for fd in fds if fd >= 0], index, None
 
     def register(self, poller: object) -> None:
         for fd in self.fds:
@@ -122,7 +122,7 @@ class Dns:
                     sys.path.remove(here)
                 udp = self.fds[0] if self.fds else -1
                 tcp = self.fds[1] if len(self.fds) > 1 else -1
-                self.server = _dnsd.Server(udp, tcp, self.tables)
+                self.server = _dnsd.Server(udp, tcp, self.index)
             self.server.handle(fd, poller)
         except Exception:  # noqa: BLE001 - never the pump's end
             for f in list(self.fds):
@@ -335,7 +335,7 @@ def main(argv: list) -> None:
     max_file = int(argv[11]) if len(argv) > 11 else 1
     dns = None
     if len(argv) > 13 and argv[12]:
-        dns = Dns([int(x) for x in argv[12].split(",")], argv[13].split(os.pathsep))
+        dns = Dns([int(x) for x in argv[12].split(",")], argv[13])
     out = Log(log, max_size, max_file)
     if attach:
         pump_tty(out, out_fd, err_fd, attach, dns)
