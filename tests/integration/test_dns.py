@@ -79,6 +79,12 @@ def test_bridge_none_and_host_keep_no_nameserver(image: str) -> None:
     for net in ("bridge", "none", "host"):
         out = berth("run", "--rm", "--network", net, image, "cat", "/etc/resolv.conf").stdout
         assert "nameserver" not in out, (net, out)
+        r = berth("run", "--rm", "--network", net, "--network-alias", "x", image, "true",
+                  check=False)
+        assert r.returncode == 125, (net, r.stderr)
+        assert "network-scoped alias is supported only for containers in user defined networks" \
+            in r.stderr, (net, r.stderr)
+    assert berth("ps", "-aq").stdout == ""  # nothing half-created
 
 
 def test_a_container_stopped_and_started_again_answers_again(image: str) -> None:
