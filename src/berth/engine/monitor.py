@@ -9,7 +9,8 @@ a pipe that the container started, or why it did not. The monitor then
      and stdout/stderr on two pipes it holds (so the two streams stay apart),
   3. exec()s into engine/_pump.py (a bare interpreter: the idle cost of a container), which
      writes what the container prints to docker's json-file log
-     (`{"log":"…\\n","stream":"stdout","time":"…"}` per line), and
+     (`{"log":"…\\n","stream":"stdout","time":"…"}` per line) and, on a user-defined network,
+     answers DNS on 127.0.0.11:53 in the container's network namespace (engine/dns.py), and
   4. reaps it (the monitor is its subreaper), then imports and calls `finish`, which deletes the runtime state, unmounts, records exit code, time and a `die`
      event, and removes an `--rm` container (leaving its exit code in `<run>/exits/<id>` for
      the `run` that waits on it).
