@@ -600,6 +600,7 @@ class Engine:
         c = self.get(ref)
         if c.status in ("running", "restarting"):
             self._stopped_by_user(c.id)
+            c = self.get(c.id)  # a restart may have recorded its pid meanwhile
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
                                "container before attempting removal or force remove")

@@ -208,6 +208,10 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
                    "monitor_pid = ?, exit_code = 0, oom_killed = 0, health = '' WHERE id = ?",
                    (state.pid, time.time_ns(), os.getpid(), cid))
         db.record_event("container", "start", cid, {"name": name})
+        stopped = tx.execute("SELECT stopped_by_user FROM containers WHERE id = ?",
+                             (cid,)).fetchone()
+    if status_fd is None and stopped and stopped[0]:  # stopped or removed while it restarted:
+        os.kill(state.pid, 9)  # it dies at once (finish then keeps it down)
     record = json.loads(db.read("SELECT config FROM containers WHERE id = ?", (cid,))[0][0])
     check = record.get("healthcheck")
     log_opts = record.get("log") or {}
