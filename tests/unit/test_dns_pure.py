@@ -114,6 +114,8 @@ def test_ptr_of_a_known_address() -> None:
                                                  "srv.front")]
     assert ask("9.0.1.10.in-addr.arpa", PTR)["rcode"] == 3
     assert ask("1.10.in-addr.arpa", PTR)["rcode"] == 3
+    long = _dnsd.parse_table("network n\n10.3.0.2 " + "x" * 70 + "\n")
+    assert ask("2.0.3.10.in-addr.arpa", PTR, [long])["rcode"] == 2  # no label over 63 bytes
 
 
 def test_edns_opt_record_is_ignored() -> None:

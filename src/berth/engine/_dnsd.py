@@ -3,7 +3,7 @@ DNS codec (RFC 1035) and the name tables it answers from, nothing forwarded anyw
 
 Loaded by engine/_pump.py (a bare interpreter) only when the first query arrives, as a top-level
 module from its own directory: it imports nothing, not even from berth. Pure but for
-`Tables.current`, which stats and reads the files.
+`Tables.current`, which stats and reads the files, and `Server`, which owns the sockets.
 
     answer(query, tables, limit=512) -> bytes | None   the reply to one query (None: drop it)
     parse_table(text) -> Table                      one network's table file (engine/dns.py)
@@ -215,9 +215,13 @@ def answer(query: bytes, tables: list, limit: int = 512) -> bytes | None:
         if target is not None:
             rcode = NOERROR
             try:
-                rdata = _encode_name([x.encode("ascii") for x in target.split(".")])
-                records.append((PTR, rdata))
-            except (UnicodeEncodeError, ValueError):
+                labels_out = [x.encode("ascii") for x in target.split(".")]
+            except UnicodeEncodeError:
+                labels_out = []
+            if labels_out and all(0 < len(x) < 64 for x in labels_out) and \
+                    sum(len(x) + 1 for x in labels_out) < _MAX_NAME:
+                records.append((PTR, _encode_name(labels_out)))
+            else:  # a name DNS cannot carry (a label over 63 bytes)
                 rcode = SERVFAIL
     else:
         ips = lookup(tables, name) if name else None
