@@ -175,6 +175,7 @@ class Engine:
         name = check_name(name) if name else self._free_name()
         cdir = self.container_dir(cid)
         hostname = opts.hostname or cid[:12]
+        resolv_conf = "# berth: no DNS on this network\n"
         network, shared_hostname = opts.network or "bridge", ""
         if network.startswith("container:"):
             from .networks import shared_with
@@ -189,8 +190,12 @@ class Engine:
         elif network not in ("none", "host"):
             from .networks import Networks
             nets = Networks(self.db)
-            for n in (network, *opts.more_networks):
-                nets.get(n)  # a clear error before anything is made
+            first = nets.get(network)  # a clear error before anything is made
+            for n in opts.more_networks:
+                nets.get(n)
+            from . import dns  # DNS: a user-defined network's containers ask 127.0.0.11
+            if dns.wants_dns(first.driver, first.name):
+                resolv_conf = dns.RESOLV_CONF
         elif opts.more_networks:
             raise InvalidArgument(f"container cannot be connected to multiple networks with "
                                   f"one of the networks in {network} mode")
@@ -257,7 +262,7 @@ class Engine:
             (cdir / "config.json").write_text(json.dumps(spec))
             (cdir / "hostname").write_text(hostname + "\n")
             (cdir / "hosts").write_text(_hosts(hostname))
-            (cdir / "resolv.conf").write_text("# berth: no DNS on this network\n")
+            (cdir / "resolv.conf").write_text(resolv_conf)
             with self.db.transaction() as tx:
                 while auto_name and tx.execute("SELECT 1 FROM containers WHERE name = ?",
                                                (name,)).fetchone():
@@ -471,6 +476,11 @@ class Engine:
             tx.execute("UPDATE containers SET name = ? WHERE id = ?", (name, c.id))
             self.db.record_event("container", "rename", c.id,
                                  {"name": name, "oldName": "/" + c.name})
+        if self.db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (c.id,)):
+            from . import dns  # DNS: its new name in its networks' tables
+            from .networks import _locked, _root_lock
+            with _locked(_root_lock(str(self.run))):
+                dns.refresh_container(self.db, str(self.run), c.id)
 
     def export(self, ref: str, out: Any) -> None:
         """docker's `export`: the container's filesystem (image layers and its changes) as a
@@ -622,6 +632,7 @@ class Engine:
         c = self.get(ref)
         if c.status in ("running", "restarting"):
             self._stopped_by_user(c.id)
+            c = self.get(c.id)  # a restart may have recorded its pid meanwhile
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
                                "container before attempting removal or force remove")

@@ -10,7 +10,8 @@ a pipe that the container started, or why it did not. The monitor then
      and stdout/stderr on two pipes it holds (so the two streams stay apart),
   3. exec()s into engine/_pump.py (a bare interpreter: the idle cost of a container), which
      writes what the container prints to docker's json-file log
-     (`{"log":"…\\n","stream":"stdout","time":"…"}` per line), and
+     (`{"log":"…\\n","stream":"stdout","time":"…"}` per line) and, on a user-defined network,
+     answers DNS on 127.0.0.11:53 in the container's network namespace (engine/dns.py), and
   4. reaps it (the monitor is its subreaper), then imports and calls `finish`, which deletes the runtime state, unmounts, records exit code, time and a `die`
      event, and removes an `--rm` container (leaving its exit code in `<run>/exits/<id>` for
      the `run` that waits on it).
@@ -141,6 +142,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     rt = open_runtime(run, rt_name)
     master = -1
     mounted = False
+    dns = None  # DNS: sockets on 127.0.0.11:53 in its netns, for the pump (engine/dns.py)
     try:
         mnt.mount_all([plan])
         mounted = True
@@ -161,6 +163,8 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         if db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (cid,)):
             from .networks import attach as attach_networks  # veths, addresses (bridge)
             attach_networks(db, root, run, cid, init_pid)
+            from .dns import listen as listen_dns  # DNS: on a user-defined network
+            dns = listen_dns(db, run, cid, init_pid)
         if ours is not None:
             import socket
             _msg, fds, _flags, _addr = socket.recv_fds(ours, 16, 1)
@@ -170,6 +174,8 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     except BaseException as e:
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
+        if dns is not None:
+            dns.close()
         with _suppress():
             rt.delete(cid, force=True)
         with _suppress():
@@ -207,6 +213,10 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
                    "monitor_pid = ?, exit_code = 0, oom_killed = 0, health = '' WHERE id = ?",
                    (init_pid, time.time_ns(), os.getpid(), cid))
         db.record_event("container", "start", cid, {"name": name})
+        stopped = tx.execute("SELECT stopped_by_user FROM containers WHERE id = ?",
+                             (cid,)).fetchone()
+    if status_fd is None and stopped and stopped[0]:  # stopped or removed while it restarted:
+        os.kill(init_pid, 9)  # it dies at once (finish then keeps it down)
     record = json.loads(db.read("SELECT config FROM containers WHERE id = ?", (cid,))[0][0])
     check = record.get("healthcheck")
     log_opts = record.get("log") or {}
@@ -226,7 +236,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         out_r, err_r = master, listener.detach()
     if check:  # the checker holds none of the container's streams, or they would never end
         if os.fork() == 0:
-            for fd in (out_r, err_r, status_fd):
+            for fd in (out_r, err_r, status_fd, *((dns.udp, dns.tcp) if dns else ())):
                 if fd is not None and fd >= 0:
                     with _suppress():
                         os.close(fd)
@@ -246,7 +256,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     # same process, still the container's parent and subreaper), which calls `finish` below
     # when the container is gone. It is started through a link named berth-monitor, so that
     # ps, top and pgrep show what it is.
-    for fd in (out_r, err_r):
+    for fd in (out_r, err_r, *((dns.udp, dns.tcp) if dns else ())):
         if fd >= 0:
             os.set_inheritable(fd, True)
     py = sys.executable
@@ -258,7 +268,8 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
                                     str(log_path(root, cid)), str(init_pid), paths, root, run,
                                     cid, attach if master >= 0 else "",
                                     str(log_opts.get("max_size", 0)),
-                                    str(log_opts.get("max_file", 1))])
+                                    str(log_opts.get("max_file", 1)),
+                                    *(dns.argv() if dns else ())])
 
 
 def should_restart(policy: dict[str, Any], code: int, count: int, stopped: bool) -> bool:

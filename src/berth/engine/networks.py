@@ -427,9 +427,16 @@ def _allocate(db: Database, cid: str, ep: Endpoint) -> str:
     back to the pool first."""
     n = ep.network
     with db.transaction() as tx:
-        tx.execute("UPDATE endpoints SET ip = '' WHERE network_id = ? AND static_ip = 0 AND "
-                   "ip != '' AND container_id != ? AND container_id IN (SELECT id FROM "
-                   "containers WHERE status NOT IN ('running', 'restarting'))", (n.id, cid))
+        # A container starting beside this one is attached (it has its veth: we hold the
+        # lock) but not yet recorded running: its address is not stale.
+        stale = [other for other, pos in tx.execute(
+            "SELECT e.container_id, e.position FROM endpoints e JOIN containers c ON "
+            "c.id = e.container_id WHERE e.network_id = ? AND e.static_ip = 0 AND e.ip != '' "
+            "AND e.container_id != ? AND c.status NOT IN ('running', 'restarting')",
+            (n.id, cid)).fetchall() if not os.path.exists(f"/sys/class/net/vb{other[:11]}{pos}")]
+        for other in stale:
+            tx.execute("UPDATE endpoints SET ip = '' WHERE network_id = ? AND container_id = ?",
+                       (n.id, other))
         if ep.ip:
             return ep.ip
         used = [r[0] for r in tx.execute("SELECT ip FROM endpoints WHERE network_id = ? AND "
@@ -474,6 +481,8 @@ def attach(db: Database, root: str, run: str, cid: str, pid: int,
                                "" if n.internal else n.gateway))
             gateway = next((g for *_, g in inside if g), "")
             _in_netns(pid, lambda ipr2: _configure_inside(ipr2, inside, gateway))
+            from . import dns  # DNS: its names on its user-defined networks' tables
+            dns.refresh_container(db, run, cid, up=True)
         first = next((e.ip for e in _endpoints(db, cid) if e.ip), "")
         if first and only is None:
             _write_hosts(db, root, cid, first)
@@ -637,6 +646,11 @@ def detach(db: Database, run: str, cid: str, *, events: bool = True,
                     db.record_event("network", "disconnect", ep.network.id,
                                     {"container": cid, "name": ep.network.name,
                                      "type": "bridge"})
+        from . import dns  # DNS: its names leave its networks' tables
+        if only is None:
+            dns.refresh_container(db, run, cid, down=True)
+        else:  # `network disconnect`: that network's table (its index: disconnect)
+            dns.refresh(db, run, only, down=(cid,))
         for ep in eps:
             found = ipr.link_lookup(ifname=ep.network.bridge)
             if not found:
@@ -719,6 +733,10 @@ def disconnect(db: Database, run: str, network: str, container: str, *,
     with db.transaction() as tx:
         tx.execute("DELETE FROM endpoints WHERE container_id = ? AND network_id = ?",
                    (cid, n.id))
+    if status in ("running", "restarting"):
+        from . import dns  # the networks its embedded DNS looks in
+        with _locked(_root_lock(run)):
+            dns.write_index(db, run, cid)
     if status in ("running", "restarting") and pid:
         left = [e for e in _endpoints(db, cid) if e.network.driver == "bridge" and e.ip
                 and not e.network.internal]
