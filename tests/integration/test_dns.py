@@ -201,3 +201,22 @@ def test_a_container_restarted_by_its_policy_answers_and_is_known_again(image: s
             time.sleep(0.2)
     assert resolves("peer", "flaky") == ip_of("flaky", "net3")
     assert resolves("flaky", "peer") == ip_of("peer", "net3")
+
+
+def test_connect_and_disconnect_change_who_resolves_whom(image: str) -> None:
+    """A running container connected to a second network: its peers there resolve it (on
+    that network's address) and it resolves them; disconnected, neither any more."""
+    berth("network", "create", "--subnet", "10.173.0.0/24", "left")
+    berth("network", "create", "--subnet", "10.174.0.0/24", "right")
+    berth("run", "-d", "--name", "lhs", "--network", "left", image, "sh", "-c", IDLE)
+    berth("run", "-d", "--name", "rhs", "--network", "right", image, "sh", "-c", IDLE)
+    assert resolves("lhs", "rhs") is None
+    berth("network", "connect", "--alias", "bridgehead", "left", "rhs")
+    assert resolves("lhs", "rhs") == ip_of("rhs", "left")
+    assert resolves("lhs", "bridgehead") == ip_of("rhs", "left")
+    assert resolves("rhs", "lhs") == ip_of("lhs", "left")  # its own server looks there too
+    assert resolves("rhs", "rhs") == ip_of("rhs", "right")  # its first network first
+    berth("network", "disconnect", "left", "rhs")
+    assert resolves("lhs", "rhs") is None and resolves("lhs", "bridgehead") is None
+    assert resolves("rhs", "lhs") is None
+    berth("rm", "-f", "lhs", "rhs")
