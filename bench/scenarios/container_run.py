@@ -8,12 +8,16 @@ berth and (full mode) into a podman store of the scenario's own, and copied into
                            (the reference; runc, not crun: crun 1.8 refuses this machine's
                            hybrid cgroup layout without the hugetlb set-up of runtime-run-true)
                            runc   `runc run` of the equivalent bundle
+                           berth --runtime runc / crun: `berth run --rm --network none
+                           --runtime runc|crun IMG true` (the OCI binary instead of berth's
+                           in-process runtime; crun needs the hugetlb set-up of
+                           runtime-run-true: full mode only, else skipped)
     container-idle-memory  PSS (/proc/PID/smaps_rollup) of what each engine keeps running for
                            one idle `sleep` container: berth's monitor, podman's conmon;
                            5 containers each, the median reported (as "ms": the unit column
                            holds KiB here, see the note)
 
-Quick mode (CI) runs berth alone.
+Quick mode (CI) runs berth alone (and berth --runtime runc).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import statistics
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from helpers import find_tool
 from helpers.bundle import make_bundle
@@ -76,15 +81,56 @@ def container_run_true(ctx: Context) -> list[Measurement]:
             tools.append(_env_tool("podman", p.argv("run", "--rm", "--network", "none",
                                                     "--runtime", "runc", IMAGE, "true"),
                                    p.env))
+        extra, hugetlb = _runtime_rows(ctx, setup, tools)
         runc = find_tool("runc")
         if runc is not None and not ctx.quick:
             bundle = make_bundle(ctx.workdir / "bundle", ("true",), rootfs=setup.rootfs)
             root = ctx.workdir / "runc-root"
             tools.append(Tool("runc", lambda i: [str(runc), "--root", str(root), "run",
                                                   "--bundle", str(bundle), f"bench-run-{i}"]))
-        return measure_interleaved(name, "podman", tools, ctx.n) + _skip_podman(name, setup)
+        if hugetlb is not None:
+            try:
+                hugetlb.__enter__()
+            except (OSError, subprocess.CalledProcessError) as e:
+                hugetlb.__exit__(None, None, None)
+                hugetlb = None
+                tools = [t for t in tools if t.name != "berth --runtime crun"]
+                extra.append(Measurement(name, "berth --runtime crun", "podman",
+                                         status="error", note=f"hugetlb set-up failed: {e}"))
+        try:
+            measured = measure_interleaved(name, "podman", tools, ctx.n)
+        finally:
+            if hugetlb is not None:
+                hugetlb.__exit__(None, None, None)
+        return measured + extra + _skip_podman(name, setup)
     finally:
         setup.close()
+
+
+def _runtime_rows(ctx: Context, setup: _Setup, tools: list[Tool]) -> tuple[list[Measurement],
+                                                                         Any]:
+    """Tools for `berth run --runtime runc|crun`; rows saying why one is skipped; the hugetlb
+    set-up crun needs here (full mode), to enter around the measurement, or None."""
+    from .runtime_run_true import HugetlbOnV1, hugetlb_setup_needed
+    name = "container-run-true"
+    out: list[Measurement] = []
+    hugetlb = None
+    for rt in ("runc", "crun"):
+        tool = f"berth --runtime {rt}"
+        if shutil.which(rt) is None:
+            out.append(Measurement(name, tool, "podman", status="skipped",
+                                   note=f"{rt} not installed"))
+            continue
+        if rt == "crun" and hugetlb_setup_needed():
+            if ctx.quick:
+                out.append(Measurement(name, tool, "podman", status="skipped",
+                                       note="crun needs hugetlb moved off cgroup2 here: done "
+                                            "in full mode only"))
+                continue
+            hugetlb = HugetlbOnV1()
+        tools.append(_env_tool(tool, [BERTH, "run", "--rm", "--network", "none", "--runtime",
+                                      rt, IMAGE, "true"], setup.env))
+    return out, hugetlb
 
 
 def _pss_kib(pid: int) -> int:

@@ -210,6 +210,7 @@ def test_restart_policy_on_failure_3_restarts_exactly_3_times(image: str) -> Non
             break
         time.sleep(0.1)
     assert doc["State"]["Status"] == "exited" and doc["State"]["ExitCode"] == 4
+    assert doc["RestartCount"] == 3
     assert berth("logs", "flaky").stdout == "try\n" * 4  # the first run and 3 restarts
     # `always` comes back after the process exits, but not after `stop`
     berth("run", "-d", "--name", "always", "--restart", "always", image, "sh", "-c",
@@ -224,6 +225,25 @@ def test_restart_policy_on_failure_3_restarts_exactly_3_times(image: str) -> Non
     assert "Exited" in berth("ps", "-a", "--filter", "name=always").stdout
     r = berth("run", "--rm", "--restart", "always", image, "true", check=False)
     assert r.returncode == 125 and "Conflicting options: --restart and --rm" in r.stderr
+
+
+def test_restart_command(image: str) -> None:
+    """`berth restart`: a running container gets a new process, a stopped one starts; the
+    name is echoed, a `restart` event recorded, an unknown name is an error."""
+    berth("run", "-d", "--name", "rs1", "--network", "none", image, "sleep", "60")
+    berth("create", "--name", "rs2", "--network", "none", image, "sleep", "60")
+    pid = berth("inspect", "-f", "{{.State.Pid}}", "rs1").stdout.strip()
+    since = f"{time.time():.3f}"
+    r = berth("restart", "-t", "1", "rs1", "rs2", "nope", check=False)
+    assert r.returncode == 125 and r.stdout == "rs1\nrs2\n"
+    assert "No such container: nope" in r.stderr
+    for name in ("rs1", "rs2"):
+        assert berth("inspect", "-f", "{{.State.Status}}", name).stdout == "running\n"
+    assert berth("inspect", "-f", "{{.State.Pid}}", "rs1").stdout.strip() != pid
+    assert berth("events", "--since", since, "--until", f"{time.time():.3f}", "--filter",
+                 "event=restart", "--format", "{{.Actor.Attributes.name}}").stdout == \
+        "rs1\nrs2\n"
+    berth("rm", "-f", "rs1", "rs2")
 
 
 def test_run_i_feeds_stdin_and_exec_joins_the_container(image: str) -> None:

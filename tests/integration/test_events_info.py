@@ -29,7 +29,8 @@ LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9})(Z|[+-]\d\d:\d\d) "
 
 def test_events_of_a_container_life(image: str) -> None:
     since = f"{time.time():.9f}"
-    cid = berth("create", "--name", "ev1", "--label", "app=web", image, "true").stdout.strip()
+    cid = berth("create", "--name", "ev1", "--label", "app=web", "--network", "none", image,
+                "true").stdout.strip()
     berth("start", "ev1")
     assert berth("wait", "ev1").stdout == "0\n"
     # labels come from the container's record while it exists (berth records them nowhere else)
@@ -186,3 +187,39 @@ def test_version_formats() -> None:
     assert "\nServer: berth\n Engine:\n" in text
     r = berth("version", "--format", "{{.Client", check=False)
     assert r.returncode == 64 and "template parsing error" in r.stderr
+
+
+def test_events_of_networks_and_volumes(image: str) -> None:
+    """network create/connect/disconnect/destroy and volume create/destroy, in order, with
+    filters, read by later processes."""
+    since = f"{time.time():.9f}"
+    nid = berth("network", "create", "--subnet", "10.238.0.0/24", "evnet").stdout.strip()
+    berth("volume", "create", "evvol")
+    berth("run", "--rm", "--network", "evnet", "-v", "evvol:/data", image, "true")
+    berth("create", "--name", "evc", "--network", "none", image, "true")
+    berth("run", "-d", "--name", "evd", "--network", "evnet", image, "sleep", "30")
+    berth("network", "disconnect", "evnet", "evd")
+    berth("rm", "-f", "evd", "evc")
+    berth("network", "rm", "evnet")
+    berth("volume", "rm", "evvol")
+    until = f"{time.time():.9f}"
+
+    def events(*extra: str) -> list[str]:
+        return berth("events", "--since", since, "--until", until, "--format",
+                     "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}", *extra
+                     ).stdout.splitlines()
+
+    assert events("--filter", "type=network") == [
+        "network create evnet", "network connect evnet", "network disconnect evnet",
+        "network connect evnet", "network disconnect evnet", "network destroy evnet"]
+    assert berth("events", "--since", since, "--until", until, "--filter", "type=volume",
+                 "--filter", "event=create", "--filter", "event=destroy", "--format",
+                 "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.driver}}").stdout.splitlines() \
+        == ["create evvol local", "destroy evvol local"]  # docker: the name is the id
+    assert events("--filter", f"network={nid[:10]}", "--filter", "event=destroy") == [
+        "network destroy evnet"]
+    assert events("--filter", "volume=evvol", "--filter", "type=network") == []
+    connects = berth("events", "--since", since, "--until", until, "--filter",
+                     "event=connect", "--format", "{{.Actor.ID}} {{.Actor.Attributes.container}}"
+                     ).stdout.split()
+    assert connects[0] == nid and len(connects) == 4

@@ -180,3 +180,149 @@ def test_bad_network_use(image: str) -> None:
     r = berth("create", "--network", "taken", "--ip", "10.9.9.9", image, check=False)
     assert "no configured subnet or ip-range contain the IP address 10.9.9.9" in r.stderr
     assert berth("ps", "-aq").stdout == ""  # nothing half-created
+
+
+def addrs(container: str) -> dict[str, str]:
+    """interface -> IPv4 address inside a running container."""
+    out = berth("exec", container, "ip", "-4", "-o", "addr").stdout
+    return {f[1].split("@")[0]: f[3].split("/")[0] for f in (line.split() for line in
+                                                             out.splitlines()) if f[1] != "lo"}
+
+
+def test_connect_and_disconnect_running_and_stopped_containers(image: str) -> None:
+    berth("network", "create", "--subnet", "10.233.0.0/24", "one")
+    berth("network", "create", "--subnet", "10.234.0.0/24", "--internal", "two")
+    berth("run", "-d", "--name", "live", "--network", "one", image, "sleep", "60")
+    assert addrs("live") == {"eth0": "10.233.0.2"}
+    berth("network", "connect", "--ip", "10.234.0.9", "--alias", "db", "two", "live")
+    assert addrs("live") == {"eth0": "10.233.0.2", "eth1": "10.234.0.9"}
+    doc = json.loads(berth("inspect", "live").stdout)[0]
+    nets = doc["NetworkSettings"]["Networks"]
+    assert nets["two"]["IPAddress"] == "10.234.0.9" and nets["two"]["Aliases"] == ["db"]
+    assert nets["one"]["Gateway"] == "10.233.0.1" and doc["HostConfig"]["NetworkMode"] == "one"
+    r = berth("network", "connect", "two", "live", check=False)
+    assert r.returncode == 125 and "endpoint with name live already exists in network two" \
+        in r.stderr
+    berth("network", "disconnect", "one", "live")
+    assert addrs("live") == {"eth1": "10.234.0.9"}
+    assert "default" not in berth("exec", "live", "ip", "route").stdout  # two is internal
+    r = berth("network", "disconnect", "one", "live", check=False)
+    assert r.returncode == 125 and "is not connected to network one" in r.stderr
+    berth("network", "connect", "one", "live")  # eth2: a name not used before
+    assert addrs("live") == {"eth1": "10.234.0.9", "eth2": "10.233.0.2"}
+    assert "default via 10.233.0.1 dev eth2" in berth("exec", "live", "ip", "route").stdout
+    # a created container: the endpoint waits for its start
+    berth("create", "--name", "later", "--network", "two", image, "sleep", "60")
+    berth("network", "connect", "one", "later")
+    berth("start", "later")
+    assert addrs("later") == {"eth0": "10.234.0.2", "eth1": "10.233.0.3"}
+    berth("network", "disconnect", "-f", "one", "no-such-container")
+    for mode in ("none", "host"):
+        berth("create", "--name", f"c-{mode}", "--network", mode, image, "true")
+        r = berth("network", "connect", "one", f"c-{mode}", check=False)
+        assert r.returncode == 125 and "connected to" in r.stderr, r.stderr
+    berth("rm", "-f", "live", "later", "c-none", "c-host")
+    with __import__("berth.store.db", fromlist=["Database"]).Database(
+            os.environ["BERTH_ROOT"]) as db:
+        actions = [(e.action, e.attributes.get("name")) for e in db.events()
+                   if e.type == "network" and e.attributes.get("container") == doc["Id"]]
+    assert actions[:4] == [("connect", "one"), ("connect", "two"), ("disconnect", "one"),
+                           ("connect", "one")]
+
+
+def test_container_network_mode_shares_the_namespace(image: str) -> None:
+    berth("network", "create", "--subnet", "10.235.0.0/24", "shared")
+    berth("run", "-d", "--name", "owner", "--hostname", "ownerhost", "--network", "shared",
+          image, "sh", "-c", "echo via-localhost > /tmp/i; while true; do nc -l -p 80 "
+          "< /tmp/i; done")
+    r = berth("run", "--rm", "--network", "container:owner", image, "sh", "-c",
+              "for i in 1 2 3 4 5; do nc -w 2 127.0.0.1 80 </dev/null && break; sleep 0.2; "
+              "done; hostname; ip -4 -o addr")
+    assert r.stdout.splitlines()[:2] == ["via-localhost", "ownerhost"]
+    assert "10.235.0.2/24" in r.stdout
+    r = berth("run", "--rm", "--network", "container:owner", "--hostname", "x", image, "true",
+              check=False)
+    assert r.returncode == 125 and "conflicting options: hostname and the network mode" \
+        in r.stderr
+    berth("stop", "-t", "1", "owner")
+    r = berth("run", "--rm", "--network", "container:owner", image, "true", check=False)
+    assert r.returncode == 125 and "non running container" in r.stderr
+    r = berth("run", "--rm", "--network", "container:nobody", image, "true", check=False)
+    assert r.returncode == 125 and "No such container: nobody" in r.stderr
+    berth("rm", "-f", "owner")
+
+
+def test_run_uses_the_default_bridge_and_several_networks(image: str) -> None:
+    berth("network", "create", "--subnet", "10.236.0.0/24", "extra")
+    cid = berth("run", "-d", image, "sleep", "60").stdout.strip()
+    doc = json.loads(berth("inspect", cid).stdout)[0]
+    assert doc["HostConfig"]["NetworkMode"] == "bridge"
+    ns = doc["NetworkSettings"]
+    assert ns["IPAddress"] and ns["IPAddress"] == ns["Networks"]["bridge"]["IPAddress"]
+    assert f"default via {ns['Gateway']} dev eth0" in berth("exec", cid, "ip", "route").stdout
+    berth("run", "-d", "--name", "both", "--network", "bridge", "--network", "extra", image,
+          "sleep", "60")
+    assert set(addrs("both")) == {"eth0", "eth1"} and addrs("both")["eth1"] == "10.236.0.2"
+    r = berth("run", "--rm", "--network", "none", "--network", "extra", image, "true",
+              check=False)
+    assert r.returncode == 125 and "multiple networks" in r.stderr
+    berth("rm", "-f", cid, "both")
+
+
+def test_a_subnet_taken_on_the_machine(image: str) -> None:
+    """Another berth root (or anything) took the subnet meanwhile: the default network moves
+    to a free one, a user network with that subnet is refused with a clear error."""
+    from pyroute2 import IPRoute
+    berth("network", "create", "--subnet", "10.237.0.0/24", "mine")
+    default = json.loads(berth("network", "inspect", "bridge").stdout)[0]
+    subnet = default["IPAM"]["Config"][0]["Subnet"]
+    with IPRoute() as ipr:
+        ipr.link("add", ifname="bt-taken", kind="veth", peer="bt-taken1")
+        [idx] = ipr.link_lookup(ifname="bt-taken")
+        try:
+            for net in (subnet, "10.237.0.0/24"):
+                host = net.split("/")[0].rsplit(".", 1)[0] + ".250"
+                ipr.addr("add", index=idx, address=host, prefixlen=int(net.split("/")[1]))
+            r = berth("run", "--rm", image, "ip", "-4", "-o", "addr", "show", "eth0")
+            moved = json.loads(berth("network", "inspect", "bridge").stdout)[0]
+            new = moved["IPAM"]["Config"][0]["Subnet"]
+            assert new != subnet and new.rsplit(".", 2)[0] in r.stdout
+            r = berth("run", "--rm", "--network", "mine", image, "true", check=False)
+            assert r.returncode == 125 and "overlaps a network in use on this machine" \
+                in r.stderr
+        finally:
+            ipr.link("del", index=idx)
+
+
+def _kernel_objects(bridge: str) -> dict[str, object]:
+    """What a container on `bridge` could leave: its ports, veths on no bridge, mounts under
+    this test's state, nft lines naming the bridge or its subnet (10.239.0.0/24). Scoped to
+    this test so that another session's containers do not count."""
+    nets = os.listdir("/sys/class/net")
+    loose = sorted(n for n in nets if n.startswith("vb")
+                   and not os.path.exists(f"/sys/class/net/{n}/master"))
+    roots = (os.environ["BERTH_ROOT"], os.environ["BERTH_RUN"])
+    with open("/proc/self/mountinfo") as f:
+        mounts = sorted(p for p in (line.split()[4] for line in f) if p.startswith(roots))
+    rules = sorted(line.strip() for line in nft_table().splitlines()
+                   if bridge in line or "10.239." in line)
+    return {"ports": sorted(os.listdir(f"/sys/class/net/{bridge}/brif")), "loose": loose,
+            "mounts": mounts, "rules": rules}
+
+
+def test_a_hundred_run_rm_cycles_leave_nothing_behind(image: str) -> None:
+    """With a container holding the network's bridge up, 100 cycles (run --rm, and run -d +
+    rm -f) leave the same bridge ports, veths, mounts and rules (processes, cgroups and the
+    rest: the leak check of every test)."""
+    nid = berth("network", "create", "--subnet", "10.239.0.0/24", "churn").stdout.strip()
+    berth("run", "-d", "--name", "anchor", "--network", "churn", image, "sleep", "300")
+    before = _kernel_objects(f"br-{nid[:12]}")
+    assert before["ports"] and before["mounts"] and before["rules"]
+    for i in range(50):
+        berth("run", "--rm", "--network", "churn", image, "true")
+        cid = berth("run", "-d", "--network", "churn", image, "sleep", "30").stdout.strip()
+        berth("rm", "-f", cid)
+    assert _kernel_objects(f"br-{nid[:12]}") == before
+    assert berth("ps", "-aq").stdout.split() == [berth("inspect", "-f", "{{.Id}}",
+                                                       "anchor").stdout.strip()[:12]]
+    berth("rm", "-f", "anchor")

@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ps": ("berth.cli.commands.container:ls", "List containers"),
     "logs": ("berth.cli.commands.container:logs", "Fetch the logs of a container"),
     "stop": ("berth.cli.commands.container:stop", "Stop one or more running containers"),
+    "restart": ("berth.cli.commands.container:restart", "Restart one or more containers"),
     "kill": ("berth.cli.commands.container:kill", "Kill one or more running containers"),
     "rm": ("berth.cli.commands.container:rm", "Remove one or more containers"),
     "exec": ("berth.cli.commands.container:exec", "Execute a command in a running container"),

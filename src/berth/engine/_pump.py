@@ -1,7 +1,7 @@
 """The idle life of a container's monitor: copy its output to the json-file log, reap it.
 
 Run as `python -S -I _pump.py OUT_FD ERR_FD LOG PID SYS_PATH ROOT RUN CID ATTACH_SOCKET MAX_SIZE
-MAX_FILE` by
+MAX_FILE [DNS_FDS DNS_INDEX]` by
 engine/monitor.py (with a terminal, OUT_FD is the pty master, ERR_FD the socket listening at
 ATTACH_SOCKET for clients),
 which exec()s into it once the container runs: the same process (still the container's parent
@@ -9,6 +9,13 @@ and subreaper) without the engine's modules, so an idle container costs an inter
 `os`, `select` and `time` and nothing else. When both pipes close and the container is reaped,
 it puts SYS_PATH (os.pathsep-separated) on sys.path and calls berth.engine.monitor.finish with
 the exit code: only then are the engine's modules imported.
+
+On a user-defined network it also answers DNS: DNS_FDS is "UDP,TCP", sockets the monitor bound
+to 127.0.0.11:53 in the container's network namespace, DNS_INDEX the file that names the name
+tables of its networks (engine/dns.py). The answering code, _dnsd.py beside this file, is
+imported at the first query (with the C `_socket` module); until then DNS costs two
+descriptors in the poll set. DNS is served until the container is reaped, also after its
+output closed.
 
 Imports nothing from berth and nothing beyond the standard library's core.
 """
@@ -89,15 +96,92 @@ class Log:
         os.close(self.fd)
 
 
-def pump(log: "Log", streams: dict) -> None:
+class Dns:
+    """The embedded DNS sockets; the server (_dnsd.Server) is loaded at the first query. A
+    failure there closes the sockets (the container then gets no answers, as from a dead
+    server): the log and the reaping go on."""
+
+    def __init__(self, fds: list, index: str) -> None:
+        self.fds, self.index, self.server = [fd for fd in fds if fd >= 0], index, None
+
+    def register(self, poller: object) -> None:
+        for fd in self.fds:
+            poller.register(fd, select.POLLIN)
+
+    def owns(self, fd: int) -> bool:
+        return fd in self.fds or (self.server is not None and self.server.owns(fd))
+
+    def handle(self, fd: int, poller: object) -> None:
+        try:
+            if self.server is None:
+                here = os.path.dirname(os.path.abspath(__file__))
+                sys.path.insert(0, here)
+                try:
+                    import _dnsd
+                finally:
+                    sys.path.remove(here)
+                udp = self.fds[0] if self.fds else -1
+                tcp = self.fds[1] if len(self.fds) > 1 else -1
+                self.server = _dnsd.Server(udp, tcp, self.index)
+            self.server.handle(fd, poller)
+        except Exception:  # noqa: BLE001 - never the pump's end
+            for f in list(self.fds):
+                with contextlib_suppress():
+                    poller.unregister(f)
+            self.close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            for s in (self.server.udp, self.server.tcp, *(c[0] for c in
+                                                          self.server.conns.values())):
+                if s is not None:
+                    with contextlib_suppress():
+                        s.close()
+            self.server.conns.clear()
+        else:
+            for fd in self.fds:
+                with contextlib_suppress():
+                    os.close(fd)
+        self.fds = []
+
+    def serve_until_exit(self, pid: int) -> None:
+        """The container's output closed but it may still run: answer until it exits."""
+        if not self.fds:
+            return
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        self.register(poller)
+        if self.server is not None:
+            for fd in self.server.conns:
+                poller.register(fd, select.POLLIN)
+        done = False
+        while not done and self.fds:
+            for fd, _ev in poller.poll():
+                if fd == pidfd:
+                    done = True
+                elif self.owns(fd):
+                    self.handle(fd, poller)
+        os.close(pidfd)
+
+
+def pump(log: "Log", streams: dict, dns: "Dns | None" = None) -> None:
     partial = {fd: b"" for fd in streams}
     out = log
     poller = select.poll()
     for fd in streams:
         poller.register(fd, select.POLLIN)
+    if dns is not None:
+        dns.register(poller)
     live = set(streams)
     while live:
         for fd, _ev in poller.poll():
+            if dns is not None and dns.owns(fd):
+                dns.handle(fd, poller)
+                continue
             data = os.read(fd, _READ)
             if not data:
                 poller.unregister(fd)
@@ -119,7 +203,8 @@ def pump(log: "Log", streams: dict) -> None:
 _REPLAY = 1 << 16  # what a terminal printed before anyone attached, shown to the first client
 
 
-def pump_tty(log: "Log", master: int, listen_fd: int, sock_path: str) -> None:
+def pump_tty(log: "Log", master: int, listen_fd: int, sock_path: str,
+             dns: "Dns | None" = None) -> None:
     """With a terminal: the pty master carries the container's output (logged as stdout and
     sent to every client attached on `sock_path`) and its input (from the clients). Clients
     speak frames: b"d" + 4-byte length + bytes to type, b"r" + rows and cols (2 bytes each)
@@ -137,10 +222,14 @@ def pump_tty(log: "Log", master: int, listen_fd: int, sock_path: str) -> None:
     poller = select.poll()
     poller.register(master, select.POLLIN)
     poller.register(listener.fileno(), select.POLLIN)
+    if dns is not None:
+        dns.register(poller)
     done = False
     while not done:
         for fd, ev in poller.poll():
-            if fd == master:
+            if dns is not None and dns.owns(fd):
+                dns.handle(fd, poller)
+            elif fd == master:
                 try:
                     data = os.read(master, _READ)
                 except OSError:  # EIO: every holder of the terminal's other side is gone
@@ -244,12 +333,18 @@ def main(argv: list) -> None:
     attach = argv[9] if len(argv) > 9 else ""
     max_size = int(argv[10]) if len(argv) > 10 else 0
     max_file = int(argv[11]) if len(argv) > 11 else 1
+    dns = None
+    if len(argv) > 13 and argv[12]:
+        dns = Dns([int(x) for x in argv[12].split(",")], argv[13])
     out = Log(log, max_size, max_file)
     if attach:
-        pump_tty(out, out_fd, err_fd, attach)
+        pump_tty(out, out_fd, err_fd, attach, dns)
     else:
-        pump(out, {out_fd: "stdout", err_fd: "stderr"})
+        pump(out, {out_fd: "stdout", err_fd: "stderr"}, dns)
     out.close()
+    if dns is not None:
+        dns.serve_until_exit(pid)
+        dns.close()
     code = reap(pid)
     sys.path[:0] = [p for p in paths if p]
     from berth.engine.monitor import finish

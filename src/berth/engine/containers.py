@@ -9,7 +9,7 @@ Layout: `<root>/containers/<id>/` holds config.json (root.path = the snapshot's 
 `hostname`, `hosts`, `resolv.conf` (bind-mounted, so `diff` and `commit` never see them) and the
 json-file log `<id>-json.log`. The writable layer is the snapshot `<root>/snapshots/<id>/`. The
 monitor mounts the overlay, creates and starts the container with the in-process runtime
-(state under `<run>/runtime`), logs its output, reaps it, records exit code and time, unmounts,
+(state under `<run>/runtime`; or `--runtime runc|crun|PATH`, engine/runtimes.py), logs its output, reaps it, records exit code and time, unmounts,
 and removes an `--rm` container. It runs in its own session: the CLI that started it may go.
 
 Raises: NoSuchContainer, Conflict (name in use, wrong state), InvalidArgument, NoSuchImage.
@@ -165,14 +165,40 @@ class Engine:
     def create(self, image: str, opts: CreateOptions, *, name: str = "",
                auto_remove: bool = False) -> Container:
         img = self.images.get(image)
+        from .runtimes import BUILTIN, cgroups_path, resolve
+        runtime = resolve(opts.runtime)  # --runtime: a clear error before anything is made
+        if opts.init and runtime != BUILTIN:
+            raise InvalidArgument(f"--init needs berth's own runtime (runtime {runtime} would "
+                                  "ignore the annotation that asks for it)")
         cid = os.urandom(32).hex()
         auto_name = not name
         name = check_name(name) if name else self._free_name()
         cdir = self.container_dir(cid)
         hostname = opts.hostname or cid[:12]
-        if opts.network not in ("none", "host"):
+        resolv_conf = "# berth: no DNS on this network\n"
+        network, shared_hostname = opts.network or "bridge", ""
+        if network.startswith("container:"):
+            from .networks import shared_with
+            if opts.hostname:
+                raise InvalidArgument("conflicting options: hostname and the network mode")
+            if opts.ip or opts.network_aliases or opts.more_networks:
+                raise InvalidArgument("conflicting options: --ip, --network-alias or another "
+                                      "--network and the network mode container:")
+            owner, shared_hostname = shared_with(self.db, network[len("container:"):])
+            network = f"container:{owner}"
+            hostname = shared_hostname
+        elif network not in ("none", "host"):
             from .networks import Networks
-            Networks(self.db).get(opts.network)  # a clear error before anything is made
+            nets = Networks(self.db)
+            first = nets.get(network)  # a clear error before anything is made
+            for n in opts.more_networks:
+                nets.get(n)
+            from . import dns  # DNS: a user-defined network's containers ask 127.0.0.11
+            if dns.wants_dns(first.driver, first.name):
+                resolv_conf = dns.RESOLV_CONF
+        elif opts.more_networks:
+            raise InvalidArgument(f"container cannot be connected to multiple networks with "
+                                  f"one of the networks in {network} mode")
         elif opts.ip:
             raise InvalidArgument("user specified IP address is supported on user defined "
                                   "networks only")
@@ -191,13 +217,16 @@ class Engine:
                 if not m.create_source:
                     raise InvalidArgument(f"invalid mount config for type \"bind\": bind source "
                                           f"path does not exist: {m.source}")
-        etc = [{"destination": f"/etc/{n}", "type": "bind", "source": str(cdir / n),
+        etc_dir = self.container_dir(network[len("container:"):]) if shared_hostname else cdir
+        etc = [{"destination": f"/etc/{n}", "type": "bind", "source": str(etc_dir / n),
                 "options": ["rbind", "rprivate", "rw"]}
                for n in ("hostname", "hosts", "resolv.conf")]
         spec = container_spec(cfg, opts, rootfs=mount.target, hostname=hostname, passwd=passwd,
                               group=group, host_env=os.environ, host_caps=_host_caps(),
                               extra_mounts=etc,
                               volume_mounts=volumes.spec_mounts(self.root, vol_uses))
+        if runtime != BUILTIN:  # a binary puts the cgroup where berth's cgroup reader looks
+            spec["linux"]["cgroupsPath"] = cgroups_path(cid)
         if opts.entrypoint is not None:
             ep, cmd = ([opts.entrypoint] if opts.entrypoint else []), list(opts.args)
         else:
@@ -224,22 +253,25 @@ class Engine:
                   "workdir": opts.workdir or cfg.get("WorkingDir") or "",
                   "user": opts.user or cfg.get("User") or "",
                   "mount_points": sorted(m["destination"].strip("/") for m in spec["mounts"]),
-                  "interactive": opts.interactive, "image": image, "network": opts.network,
+                  "interactive": opts.interactive, "image": image, "network": network,
                   "binds": [m.source for m in opts.mounts if m.kind == "bind" and
                             m.create_source],
-                  "volumes": [u.record() for u in vol_uses]}
+                  "volumes": [u.record() for u in vol_uses], "runtime": runtime}
         from .ports import plan_bindings, record as ports_record  # -p, -P, --expose
         bindings, exposed = plan_bindings(opts.publish, opts.expose,
                                           cfg.get("ExposedPorts") or {}, opts.publish_all)
         record["publish_all"] = opts.publish_all
         record["exposed"] = exposed  # published only on a bridge network (the CLI warns)
-        record["ports"] = ports_record(bindings) if opts.network not in ("none", "host") else []
+        if network.startswith("container:") and (opts.publish or opts.publish_all):
+            raise InvalidArgument("conflicting options: port publishing and the container type "
+                                  "network mode")
+        record["ports"] = ports_record(bindings) if network not in ("none", "host") else []
         cdir.mkdir(parents=True)
         try:
             (cdir / "config.json").write_text(json.dumps(spec))
             (cdir / "hostname").write_text(hostname + "\n")
             (cdir / "hosts").write_text(_hosts(hostname))
-            (cdir / "resolv.conf").write_text("# berth: no DNS on this network\n")
+            (cdir / "resolv.conf").write_text(resolv_conf)
             with self.db.transaction() as tx:
                 while auto_name and tx.execute("SELECT 1 FROM containers WHERE name = ?",
                                                (name,)).fetchone():
@@ -255,10 +287,11 @@ class Engine:
                            (cid, name, img.id, image, time.time_ns(), int(auto_remove),
                             json.dumps(record)))
                 volumes.claim(tx, self.db, self.root, vol_uses)
-                if opts.network not in ("none", "host"):
+                if network not in ("none", "host") and not shared_hostname:
                     from .networks import join
-                    join(tx, self.db, cid, opts.network, ip=opts.ip,
-                         aliases=opts.network_aliases)
+                    join(tx, self.db, cid, network, ip=opts.ip, aliases=opts.network_aliases)
+                    for more in opts.more_networks:  # docker 25+: --network more than once
+                        join(tx, self.db, cid, more)
                 self.db.record_event("container", "create", cid,
                                      {"name": name, "image": image})
         except BaseException:
@@ -369,18 +402,17 @@ class Engine:
         """docker's `exec` without a terminal: the process joins the running container with
         the caller's stdin/stdout/stderr; returns its exit code (0 at once with `detach`).
         `user` names are resolved in the container's own /etc/passwd and /etc/group."""
-        from berth.runtime.container import Runtime, exec_process_from_args
         from berth.runtime.run import wait_process
 
         from .options import resolve_user
         c = self.get(ref)
         if c.status != "running":
             raise Conflict(f"Container {c.id} is not running")
-        rt = Runtime(str(self.run / "runtime"))
-        spec = rt._saved_spec(c.id)
+        rt = self._runtime(c)
         uid_gid = None
         if user:
-            rootfs = Path(spec.root_path)
+            rootfs = Path(json.loads((self.container_dir(c.id) / "config.json").read_text())
+                          ["root"]["path"])
 
             def read(rel: str) -> str | None:
                 try:
@@ -392,22 +424,22 @@ class Engine:
         if workdir and not workdir.startswith("/"):
             raise InvalidArgument(f"the working directory {workdir!r} is invalid, it needs to "
                                   "be an absolute path")
-        proc = exec_process_from_args(spec, list(args), env=list(env), cwd=workdir or None,
-                                      user=uid_gid, tty=False, process_file=None)
-        pid = rt.exec(c.id, proc, subreaper=not detach)
+        pid = rt.exec(c.id, list(args), env=list(env), cwd=workdir or None, user=uid_gid,
+                      wait=not detach)
         self.db.record_event("container", "exec_start", c.id,
                              {"name": c.name, "execID": str(pid)})
         return 0 if detach else wait_process(pid, None)
 
-    def _runtime(self) -> Any:
-        from berth.runtime.container import Runtime
-        return Runtime(str(self.run / "runtime"))
+    def _runtime(self, c: Container) -> Any:
+        """The runtime `c` was created with (--runtime; engine/runtimes.py)."""
+        from .runtimes import open_runtime
+        return open_runtime(self.run, c.config.get("runtime"))
 
     def paused(self, c: Container) -> bool:
         if c.status != "running":
             return False
         try:
-            return bool(self._runtime().state(c.id).get("status") == "paused")
+            return bool(self._runtime(c).state(c.id).get("status") == "paused")
         except Exception:  # noqa: BLE001 - gone meanwhile: not paused
             return False
 
@@ -415,7 +447,7 @@ class Engine:
         """stop, kill and rm of a paused container: docker unpauses it first."""
         if self.paused(c):
             with contextlib.suppress(BerthError, OSError):
-                self._runtime().resume(c.id)
+                self._runtime(c).resume(c.id)
 
     def pause(self, ref: str) -> Container:
         c = self.get(ref)
@@ -423,7 +455,7 @@ class Engine:
             raise Conflict(f"Container {c.id} is not running")
         if self.paused(c):
             raise Conflict(f"Container {c.id} is already paused")
-        self._runtime().pause(c.id)
+        self._runtime(c).pause(c.id)
         self.db.record_event("container", "pause", c.id, {"name": c.name})
         return c
 
@@ -431,7 +463,7 @@ class Engine:
         c = self.get(ref)
         if not self.paused(c):
             raise Conflict(f"Container {c.id} is not paused")
-        self._runtime().resume(c.id)
+        self._runtime(c).resume(c.id)
         self.db.record_event("container", "unpause", c.id, {"name": c.name})
         return c
 
@@ -439,7 +471,7 @@ class Engine:
         c = self.get(ref)
         if c.status != "running":
             raise Conflict(f"Container {c.id} is not running")
-        return list(self._runtime().pids(c.id))
+        return list(self._runtime(c).pids(c.id))
 
     def rename(self, ref: str, new: str) -> None:
         c = self.get(ref)
@@ -453,6 +485,11 @@ class Engine:
             tx.execute("UPDATE containers SET name = ? WHERE id = ?", (name, c.id))
             self.db.record_event("container", "rename", c.id,
                                  {"name": name, "oldName": "/" + c.name})
+        if self.db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (c.id,)):
+            from . import dns  # DNS: its new name in its networks' tables
+            from .networks import _locked, _root_lock
+            with _locked(_root_lock(str(self.run))):
+                dns.refresh_container(self.db, str(self.run), c.id)
 
     def export(self, ref: str, out: Any) -> None:
         """docker's `export`: the container's filesystem (image layers and its changes) as a
@@ -503,8 +540,7 @@ class Engine:
         for key, value in res.items():
             merged[key] = {**(merged.get(key) or {}), **value}
         if c.status == "running":
-            st, _ = self._runtime().load(c.id)
-            open_cgroups(st.cgroups_path, c.id).apply(
+            open_cgroups(self._runtime(c).cgroups_path(c.id), c.id).apply(
                 {k: v for k, v in merged.items() if k != "devices"})
         spec["linux"]["resources"] = merged
         tmp = cfg_path.with_name(".config.json.tmp")
@@ -519,8 +555,8 @@ class Engine:
         c = self.get(ref)
         if c.status != "running":
             raise Conflict(f"Container {c.id} is not running")
-        st, _ = self._runtime().load(c.id)
-        out = dict(open_cgroups(st.cgroups_path, c.id).stats())
+        cg_path = self._runtime(c).cgroups_path(c.id)
+        out = dict(open_cgroups(cg_path, c.id).stats())
         rx = tx = 0
         try:  # docker shows no I/O for a container on the host's network
             shared = os.stat(f"/proc/{c.pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
@@ -529,7 +565,7 @@ class Engine:
         if not shared:
             rx, tx = net_io(c.pid)
         out["net"] = {"rx_bytes": rx, "tx_bytes": tx}
-        read, written = block_io(st.cgroups_path)
+        read, written = block_io(cg_path)
         out["blkio"] = {"read_bytes": read, "write_bytes": written}
         return out
 
@@ -592,11 +628,20 @@ class Engine:
         self.db.record_event("container", "stop", c.id, {"name": c.name})
         return c
 
+    def restart(self, ref: str, timeout: float | None = None,
+                sig: int | None = None) -> Container:
+        """docker's `restart`: stop (as `stop` does, when it runs), then start."""
+        c = self.stop(ref, timeout, sig)
+        c = self.start(c.id)
+        self.db.record_event("container", "restart", c.id, {"name": c.name})
+        return c
+
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> str:
         """`volumes` (rm -v): its anonymous volumes go too (named ones stay)."""
         c = self.get(ref)
         if c.status in ("running", "restarting"):
             self._stopped_by_user(c.id)
+            c = self.get(c.id)  # a restart may have recorded its pid meanwhile
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
                                "container before attempting removal or force remove")
@@ -609,7 +654,7 @@ class Engine:
         # Whatever the record says (a dead monitor leaves processes without a parent), the
         # runtime kills what is left in the container's cgroup and removes its state.
         with contextlib.suppress(BerthError, OSError):
-            self._runtime().delete(c.id, force=True)
+            self._runtime(c).delete(c.id, force=True)
         if c.config.get("ports"):
             from .ports import unpublish  # a monitor that died left its DNAT rules
             unpublish(self.db, c.id)

@@ -85,17 +85,13 @@ def _rfc3339(ns: int) -> str:
 
 def _check_once(rt: Any, cid: str, argv: list[str], timeout_ns: int) -> tuple[int, str]:
     """Run one check in the container; (exit code, output). A timeout is exit code -1."""
-    from berth.runtime.container import exec_process_from_args
-    spec = rt._saved_spec(cid)
-    proc = exec_process_from_args(spec, argv, env=[], cwd=None, user=None, tty=False,
-                                  process_file=None)
     r, w = os.pipe()
     saved = os.dup(1), os.dup(2)
     os.dup2(w, 1)
     os.dup2(w, 2)
     os.close(w)
     try:
-        pid = rt.exec(cid, proc, subreaper=True)
+        pid = rt.exec(cid, argv, env=[], cwd=None, user=None, wait=True)
     finally:
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
@@ -134,11 +130,13 @@ def _check_once(rt: Any, cid: str, argv: list[str], timeout_ns: int) -> tuple[in
 def run_checks(root: str, run: str, cid: str, cfg: Mapping[str, Any]) -> None:
     """The checker's loop, until the container is not running (or the monitor died)."""
     from berth.runtime import _sys
-    from berth.runtime.container import Runtime
     from berth.store.db import Database
+
+    from .runtimes import open_runtime
     _sys.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL: never outlive the monitor
     db = Database(root)
-    rt = Runtime(os.path.join(run, "runtime"))
+    rt = open_runtime(run, db.read("SELECT json_extract(config, '$.runtime') FROM containers "
+                                   "WHERE id = ?", (cid,))[0][0])  # --runtime
     started = time.time_ns()
     state: dict[str, Any] = {"Status": "starting", "FailingStreak": 0, "Log": []}
     argv = command(cfg["Test"])

@@ -196,7 +196,7 @@ def system_info(engine: Engine) -> dict[str, Any]:
         "Labels": [],
         "ExperimentalBuild": False,
         "ServerVersion": __version__,
-        "Runtimes": {"berth": {"path": "berth-runtime"}},
+        "Runtimes": _runtimes(),
         "DefaultRuntime": "berth",
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                   "ControlAvailable": False, "Error": "", "RemoteManagers": None},
@@ -255,3 +255,9 @@ def server_version() -> dict[str, Any]:
         "Experimental": False,
         "BuildTime": "",
     }
+
+
+def _runtimes() -> dict[str, dict[str, str]]:
+    """The runtimes `--runtime` can name on this machine (engine/runtimes.py)."""
+    from .runtimes import available
+    return {name: {"path": path} for name, path in available().items()}

@@ -5,11 +5,13 @@ started it may exit, and a Ctrl-C in the CLI's terminal does not reach it) and t
 a pipe that the container started, or why it did not. The monitor then
 
   1. mounts the container's overlay (planned by the CLI before the fork),
-  2. creates and starts the container with berth's in-process runtime, with stdin on /dev/null
+  2. creates and starts the container with berth's in-process runtime (or the binary named by
+     --runtime: engine/runtimes.py), with stdin on /dev/null
      and stdout/stderr on two pipes it holds (so the two streams stay apart),
   3. exec()s into engine/_pump.py (a bare interpreter: the idle cost of a container), which
      writes what the container prints to docker's json-file log
-     (`{"log":"…\\n","stream":"stdout","time":"…"}` per line), and
+     (`{"log":"…\\n","stream":"stdout","time":"…"}` per line) and, on a user-defined network,
+     answers DNS on 127.0.0.11:53 in the container's network namespace (engine/dns.py), and
   4. reaps it (the monitor is its subreaper), then imports and calls `finish`, which deletes the runtime state, unmounts, records exit code, time and a `die`
      event, and removes an `--rm` container (leaving its exit code in `<run>/exits/<id>` for
      the `run` that waits on it).
@@ -114,7 +116,6 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     """Mount, create and start the container, record it running, and exec into _pump.py.
     `status_fd` gets "ok" or "KIND:why" for the CLI waiting on the first start; a restart has
     no one waiting (None), so a failure there is recorded as exit code 125."""
-    from berth.runtime.container import CreateOptions, Runtime
     from berth.store import mount as mnt
     from berth.store.db import Database
 
@@ -133,11 +134,15 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     os.close(out_w)
     os.close(err_w)
     db = Database(root)
-    rt = Runtime(os.path.join(run, "runtime"))
-    tty = bool(db.read("SELECT json_extract(config, '$.tty') FROM containers WHERE id = ?",
-                       (cid,))[0][0])
+    tty, rt_name, netmode = db.read(
+        "SELECT json_extract(config, '$.tty'), json_extract(config, '$.runtime'), "
+        "json_extract(config, '$.network') FROM containers WHERE id = ?", (cid,))[0]
+    tty = bool(tty)
+    from .runtimes import open_runtime  # --runtime: in-process (default) or a binary
+    rt = open_runtime(run, rt_name)
     master = -1
     mounted = False
+    dns = None  # DNS: sockets on 127.0.0.11:53 in its netns, for the pump (engine/dns.py)
     try:
         mnt.mount_all([plan])
         mounted = True
@@ -147,15 +152,19 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         if tty:  # the init sends the pty master over this pair; we keep it and relay it
             import socket
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if netmode and netmode.startswith("container:"):
+            from .networks import share_netns  # the owner's namespace as it runs now
+            share_netns(db, root, cid, netmode[len("container:"):])
         try:
-            state = rt.create(cid, os.path.join(root, "containers", cid), CreateOptions(
-                subreaper=True, console_fd=theirs.fileno() if theirs else None))
+            init_pid = rt.create(cid, os.path.join(root, "containers", cid), theirs)
         finally:
             if theirs is not None:
                 theirs.close()
         if db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (cid,)):
             from .networks import attach as attach_networks  # veths, addresses (bridge)
-            attach_networks(db, root, run, cid, state.pid)
+            attach_networks(db, root, run, cid, init_pid)
+            from .dns import listen as listen_dns  # DNS: on a user-defined network
+            dns = listen_dns(db, run, cid, init_pid)
         held = []  # published ports: the host ports' sockets, held until the monitor exits
         if db.read("SELECT 1 FROM containers WHERE id = ? AND json_array_length(config, "
                    "'$.ports') > 0", (cid,)):
@@ -172,6 +181,8 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     except BaseException as e:
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
+        if dns is not None:
+            dns.close()
         with _suppress():
             rt.delete(cid, force=True)
         with _suppress():
@@ -210,8 +221,12 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     with db.transaction() as tx:
         tx.execute("UPDATE containers SET status = 'running', pid = ?, started_ns = ?, "
                    "monitor_pid = ?, exit_code = 0, oom_killed = 0, health = '' WHERE id = ?",
-                   (state.pid, time.time_ns(), os.getpid(), cid))
+                   (init_pid, time.time_ns(), os.getpid(), cid))
         db.record_event("container", "start", cid, {"name": name})
+        stopped = tx.execute("SELECT stopped_by_user FROM containers WHERE id = ?",
+                             (cid,)).fetchone()
+    if status_fd is None and stopped and stopped[0]:  # stopped or removed while it restarted:
+        os.kill(init_pid, 9)  # it dies at once (finish then keeps it down)
     record = json.loads(db.read("SELECT config FROM containers WHERE id = ?", (cid,))[0][0])
     check = record.get("healthcheck")
     log_opts = record.get("log") or {}
@@ -231,7 +246,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         out_r, err_r = master, listener.detach()
     if check:  # the checker holds none of the container's streams, or they would never end
         if os.fork() == 0:
-            for fd in (out_r, err_r, status_fd):
+            for fd in (out_r, err_r, status_fd, *((dns.udp, dns.tcp) if dns else ())):
                 if fd is not None and fd >= 0:
                     with _suppress():
                         os.close(fd)
@@ -253,7 +268,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     # same process, still the container's parent and subreaper), which calls `finish` below
     # when the container is gone. It is started through a link named berth-monitor, so that
     # ps, top and pgrep show what it is.
-    for fd in (out_r, err_r):
+    for fd in (out_r, err_r, *((dns.udp, dns.tcp) if dns else ())):
         if fd >= 0:
             os.set_inheritable(fd, True)
     py = sys.executable
@@ -262,10 +277,11 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     pump = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pump.py")
     paths = os.pathsep.join(p for p in sys.path if p and os.path.isabs(p))
     os.execv(_named_link(run, py), [MONITOR_NAME, "-S", "-I", pump, str(out_r), str(err_r),
-                                    str(log_path(root, cid)), str(state.pid), paths, root, run,
+                                    str(log_path(root, cid)), str(init_pid), paths, root, run,
                                     cid, attach if master >= 0 else "",
                                     str(log_opts.get("max_size", 0)),
-                                    str(log_opts.get("max_file", 1))])
+                                    str(log_opts.get("max_file", 1)),
+                                    *(dns.argv() if dns else ())])
 
 
 def should_restart(policy: dict[str, Any], code: int, count: int, stopped: bool) -> bool:
@@ -309,8 +325,7 @@ def _oom_killed(rt: Any, cid: str) -> bool:
     """Whether the OOM killer struck in the container's cgroup (read before it is removed)."""
     try:
         from berth.runtime.cgroups import open_cgroups
-        st, _ = rt.load(cid)
-        mem = open_cgroups(st.cgroups_path, cid).stats().get("memory") or {}
+        mem = open_cgroups(rt.cgroups_path(cid), cid).stats().get("memory") or {}
         return int(mem.get("oom_kill") or 0) > 0
     except Exception:  # noqa: BLE001 - no cgroup left, no memory controller: not known
         return False
@@ -320,13 +335,16 @@ def finish(root: str, run: str, cid: str, code: int) -> None:
     """After the container exited: delete its runtime state, unmount its root filesystem,
     record the exit, and remove it when it was started with --rm. Imports only what that
     needs (no image store): `run` waits for it."""
-    from berth.runtime.container import Runtime
     from berth.store import mount as mnt
     from berth.store.db import Database
     from berth.store.snapshots import Snapshots
 
     from .containers import destroy, exit_file, logs_size, writable_size
-    rt = Runtime(os.path.join(run, "runtime"))
+    from .runtimes import open_runtime
+    db = Database(root)
+    rt_row = db.read("SELECT json_extract(config, '$.runtime') FROM containers WHERE id = ?",
+                     (cid,))
+    rt = open_runtime(run, rt_row[0][0] if rt_row else None)  # the one it was created with
     oom = _oom_killed(rt, cid)
     with _suppress():
         rt.delete(cid, force=True)
@@ -334,7 +352,6 @@ def finish(root: str, run: str, cid: str, code: int) -> None:
     with _suppress():
         if mnt.is_mounted(target):
             mnt.unmount(target)
-    db = Database(root)
     try:
         with _suppress():  # unmount typed volumes, record their sizes
             from .volumes import detach as detach_volumes

@@ -4,6 +4,9 @@
     join(tx, db, cid, network, ip=, aliases=)   at container create: an endpoint row
     attach(db, root, run, cid, pid)    at start (the monitor, after rt.create, before rt.start)
     detach(db, run, cid)               when it exits (the monitor's finish) and on rm
+    connect / disconnect               `network connect|disconnect` (live when it runs)
+    shared_with / share_netns          `--network container:NAME` at create / at each start
+    settings(db, cid, running)         inspect's NetworkSettings
     pure: parse_subnet, choose_subnet, check_gateway, next_free
 
 Records (berth.db v9): `networks` (the predefined bridge, host and none are made the first time
@@ -51,7 +54,7 @@ if TYPE_CHECKING:
     from berth.store.db import Database
 
 __all__ = ["Network", "Networks", "NoSuchNetwork", "attach", "check_gateway", "choose_subnet",
-           "detach", "join", "next_free", "parse_subnet"]
+           "connect", "detach", "disconnect", "join", "next_free", "parse_subnet"]
 
 PREDEFINED = ("bridge", "host", "none")
 TABLE = "berth"
@@ -368,8 +371,15 @@ def join(tx: sqlite3.Connection, db: Database, cid: str, network: str, *, ip: st
         if tx.execute("SELECT 1 FROM endpoints WHERE network_id = ? AND ip = ?",
                       (n.id, ip)).fetchone():
             raise Conflict(f"Address already in use: {ip}")
-    position = tx.execute("SELECT count(*) FROM endpoints WHERE container_id = ?",
-                          (cid,)).fetchone()[0]
+    if tx.execute("SELECT 1 FROM endpoints WHERE container_id = ? AND network_id = ?",
+                  (cid, n.id)).fetchone():
+        name = tx.execute("SELECT name FROM containers WHERE id = ?", (cid,)).fetchone()
+        raise Conflict(f"endpoint with name {name[0] if name else cid[:12]} already exists "
+                       f"in network {n.name}")
+    # the next interface number (eth0, eth1…): one after the highest, so a connect after a
+    # disconnect never reuses the name of an interface still there
+    position = tx.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM endpoints WHERE "
+                          "container_id = ?", (cid,)).fetchone()[0]
     tx.execute("INSERT INTO endpoints (network_id, container_id, position, ip, static_ip, "
                "aliases) VALUES (?, ?, ?, ?, ?, ?)",
                (n.id, cid, position, ip, int(bool(ip)), json.dumps(list(aliases))))
@@ -417,9 +427,16 @@ def _allocate(db: Database, cid: str, ep: Endpoint) -> str:
     back to the pool first."""
     n = ep.network
     with db.transaction() as tx:
-        tx.execute("UPDATE endpoints SET ip = '' WHERE network_id = ? AND static_ip = 0 AND "
-                   "ip != '' AND container_id != ? AND container_id IN (SELECT id FROM "
-                   "containers WHERE status NOT IN ('running', 'restarting'))", (n.id, cid))
+        # A container starting beside this one is attached (it has its veth: we hold the
+        # lock) but not yet recorded running: its address is not stale.
+        stale = [other for other, pos in tx.execute(
+            "SELECT e.container_id, e.position FROM endpoints e JOIN containers c ON "
+            "c.id = e.container_id WHERE e.network_id = ? AND e.static_ip = 0 AND e.ip != '' "
+            "AND e.container_id != ? AND c.status NOT IN ('running', 'restarting')",
+            (n.id, cid)).fetchall() if not os.path.exists(f"/sys/class/net/vb{other[:11]}{pos}")]
+        for other in stale:
+            tx.execute("UPDATE endpoints SET ip = '' WHERE network_id = ? AND container_id = ?",
+                       (n.id, other))
         if ep.ip:
             return ep.ip
         used = [r[0] for r in tx.execute("SELECT ip FROM endpoints WHERE network_id = ? AND "
@@ -433,23 +450,25 @@ def _allocate(db: Database, cid: str, ep: Endpoint) -> str:
         return ip
 
 
-def attach(db: Database, root: str, run: str, cid: str, pid: int) -> None:
-    """Put the created (not yet started) container `pid` on its bridge networks: an address
+def attach(db: Database, root: str, run: str, cid: str, pid: int,
+           only: str | None = None) -> None:
+    """Put the created (not yet started) container `pid` on its bridge networks (or, with
+    `only`, on that one network, for `network connect` of a running container): an address
     each, the bridge (made when missing), a veth pair, the address and routes inside, and its
     address in its /etc/hosts. Undoes what it did when a step fails."""
-    eps = [e for e in _endpoints(db, cid) if e.network.driver == "bridge"]
+    eps = [e for e in _endpoints(db, cid) if e.network.driver == "bridge"
+           and (only is None or e.network.id == only)]
     if not eps:
         return
     from pyroute2 import IPRoute
-    done: list[Endpoint] = []
     try:
         with _locked(_root_lock(run)), IPRoute() as ipr:
             inside = []
             for ep in eps:
+                br, n = _ensure_bridge(db, ipr, ep.network)
+                if n is not ep.network:  # the default network moved: a new address
+                    ep = Endpoint(n, ep.position, "" if not ep.static else ep.ip, ep.static)
                 ip = _allocate(db, cid, ep)
-                done.append(ep)
-                n = ep.network
-                br = _ensure_bridge(ipr, n)
                 host = ep.host_veth(cid)
                 for idx in ipr.link_lookup(ifname=host):  # left by a crash
                     ipr.link("del", index=idx)
@@ -462,15 +481,17 @@ def attach(db: Database, root: str, run: str, cid: str, pid: int) -> None:
                                "" if n.internal else n.gateway))
             gateway = next((g for *_, g in inside if g), "")
             _in_netns(pid, lambda ipr2: _configure_inside(ipr2, inside, gateway))
+            from . import dns  # DNS: its names on its user-defined networks' tables
+            dns.refresh_container(db, run, cid, up=True)
         first = next((e.ip for e in _endpoints(db, cid) if e.ip), "")
-        if first:
+        if first and only is None:
             _write_hosts(db, root, cid, first)
         for ep in eps:
             db.record_event("network", "connect", ep.network.id,
                             {"container": cid, "name": ep.network.name, "type": "bridge"})
     except BaseException as err:
         try:
-            detach(db, run, cid, events=False)
+            detach(db, run, cid, events=False, only=only)
         except Exception as cleanup:  # noqa: BLE001 - said with the first error
             err.add_note(f"cleanup also failed: {cleanup}")
         if isinstance(err, BerthError):
@@ -488,8 +509,17 @@ def _configure_inside(ipr: Any, links: Sequence[tuple[str, str, int, str]],
         [idx] = ipr.link_lookup(ifname=name)
         ipr.addr("add", index=idx, address=ip, prefixlen=prefix)
         ipr.link("set", index=idx, state="up")
-    if gateway:
+    if gateway:  # a container connected later may have its default route already
+        _default_route(ipr, gateway)
+
+
+def _default_route(ipr: Any, gateway: str) -> None:
+    from pyroute2.netlink.exceptions import NetlinkError
+    try:
         ipr.route("add", dst="0.0.0.0/0", gateway=gateway)
+    except NetlinkError as e:
+        if e.code != 17:  # EEXIST: the container routes through an earlier network
+            raise
 
 
 def _in_netns(pid: int, fn: Any) -> None:
@@ -520,19 +550,38 @@ def _in_netns(pid: int, fn: Any) -> None:
         raise errors[0]
 
 
-def _ensure_bridge(ipr: Any, n: Network) -> int:
+def _ensure_bridge(db: Database, ipr: Any, n: Network) -> tuple[int, Network]:
+    """The network's bridge (made when missing) and the network as it is now. A subnet that
+    something else on this machine took meanwhile (another berth root's network, a VPN) is
+    refused, except for the default `bridge` network, which moves to a free subnet as docker's
+    daemon picks one at start (it has no --ip addresses to keep)."""
     found = ipr.link_lookup(ifname=n.bridge)
     if found:
-        return int(found[0])
+        return int(found[0]), n
+    net = ipaddress.IPv4Network(n.subnet)
+    if overlaps(net, _host_networks()):
+        if n.name != "bridge":
+            raise Conflict(f"network {n.name}: its subnet {n.subnet} overlaps a network in use "
+                           "on this machine (another berth root's network, or a host "
+                           "interface); remove one of them or recreate it with another --subnet")
+        others = [ipaddress.IPv4Network(r[0]) for r in db.read(
+            "SELECT subnet FROM networks WHERE subnet != '' AND id != ?", (n.id,))]
+        net = choose_subnet([*others, *_host_networks()])
+        gw = str(check_gateway(net, ""))
+        with db.transaction() as tx:
+            tx.execute("UPDATE networks SET subnet = ?, gateway = ? WHERE id = ?",
+                       (str(net), gw, n.id))
+            tx.execute("UPDATE endpoints SET ip = '' WHERE network_id = ?", (n.id,))
+        from dataclasses import replace
+        n = replace(n, subnet=str(net), gateway=gw)
     firewall_add(n.bridge)
     ipr.link("add", ifname=n.bridge, kind="bridge")
     [idx] = ipr.link_lookup(ifname=n.bridge)
-    ipr.addr("add", index=idx, address=n.gateway,
-             prefixlen=ipaddress.IPv4Network(n.subnet).prefixlen)
+    ipr.addr("add", index=idx, address=n.gateway, prefixlen=net.prefixlen)
     ipr.link("set", index=idx, state="up")
     from .ports import bridge_up  # forwarding on it while ports are published
     bridge_up(n.bridge)
-    return int(idx)
+    return int(idx), n
 
 
 def _remove_bridge(name: str) -> None:
@@ -574,11 +623,14 @@ def _attached(cid: str, eps: Sequence[Endpoint]) -> bool:
     return False
 
 
-def detach(db: Database, run: str, cid: str, *, events: bool = True) -> None:
-    """The container left its networks (exited, or removed): its veths go, its addresses go
-    back to the pool (not a --ip one), and a bridge with no container left goes too. Imports
-    pyroute2 only when the container has a bridge endpoint."""
-    eps = [e for e in _endpoints(db, cid) if e.network.driver == "bridge"]
+def detach(db: Database, run: str, cid: str, *, events: bool = True,
+           only: str | None = None) -> None:
+    """The container left its networks (exited, or removed; with `only`, that one network,
+    for `network disconnect`): its veths go, its addresses go back to the pool (not a --ip
+    one), and a bridge with no container left goes too. Imports pyroute2 only when the
+    container has a bridge endpoint."""
+    eps = [e for e in _endpoints(db, cid) if e.network.driver == "bridge"
+           and (only is None or e.network.id == only)]
     if not eps or not _attached(cid, eps):
         return
     from pyroute2 import IPRoute
@@ -588,13 +640,19 @@ def detach(db: Database, run: str, cid: str, *, events: bool = True) -> None:
                 with contextlib.suppress(Exception):
                     ipr.link("del", index=idx)
         with db.transaction() as tx:
-            tx.execute("UPDATE endpoints SET ip = '' WHERE container_id = ? AND static_ip = 0",
-                       (cid,))
+            for ep in eps:
+                tx.execute("UPDATE endpoints SET ip = '' WHERE container_id = ? AND "
+                           "network_id = ? AND static_ip = 0", (cid, ep.network.id))
             if events:
                 for ep in eps:
                     db.record_event("network", "disconnect", ep.network.id,
                                     {"container": cid, "name": ep.network.name,
                                      "type": "bridge"})
+        from . import dns  # DNS: its names leave its networks' tables
+        if only is None:
+            dns.refresh_container(db, run, cid, down=True)
+        else:  # `network disconnect`: that network's table (its index: disconnect)
+            dns.refresh(db, run, only, down=(cid,))
         for ep in eps:
             found = ipr.link_lookup(ifname=ep.network.bridge)
             if not found:
@@ -606,6 +664,153 @@ def detach(db: Database, run: str, cid: str, *, events: bool = True) -> None:
                 with contextlib.suppress(Exception):
                     ipr.link("del", index=found[0])
                 firewall_remove(ep.network.bridge)
+
+
+def _container_row(db: Database, ref: str) -> tuple[str, str, str, int]:
+    """(id, name, status, pid) of a container by id, name or unique id prefix."""
+    rows = db.read("SELECT id, name, status, pid FROM containers WHERE id = ? OR name = ?",
+                   (ref, ref))
+    if not rows and ref and all(c in "0123456789abcdef" for c in ref):
+        rows = db.read("SELECT id, name, status, pid FROM containers WHERE substr(id, 1, ?) "
+                       "= ?", (len(ref), ref))
+        if len(rows) > 1:
+            raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+    if not rows:
+        raise NotFound(f"No such container: {ref}")
+    return rows[0]
+
+
+def _mode(db: Database, cid: str) -> str:
+    row = db.read("SELECT json_extract(config, '$.network') FROM containers WHERE id = ?",
+                  (cid,))
+    return (row[0][0] if row else "") or "none"
+
+
+def connect(db: Database, root: str, run: str, network: str, container: str, *,
+            ip: str = "", aliases: Sequence[str] = ()) -> None:
+    """`network connect`: an endpoint for the container (created, stopped or running; a
+    running one gets its interface at once, eth<n> after the ones it has)."""
+    n = Networks(db).get(network)
+    cid, _name, status, pid = _container_row(db, container)
+    mode = _mode(db, cid)
+    if mode == "host" or n.driver == "host":
+        raise Conflict("container cannot be disconnected from host network or connected to "
+                       "host network")
+    if mode == "none" or mode.startswith("container:") or n.driver == "none":
+        raise Conflict("container sharing network namespace with another container or host "
+                       "cannot be connected to any other network" if mode != "none" else
+                       "container cannot be connected to multiple networks with one of the "
+                       "networks in private (none) mode")
+    with db.transaction() as tx:
+        join(tx, db, cid, n.id, ip=ip, aliases=aliases)
+    if status in ("running", "restarting") and pid:
+        try:
+            attach(db, root, run, cid, pid, only=n.id)
+        except BaseException:
+            with db.transaction() as tx:
+                tx.execute("DELETE FROM endpoints WHERE container_id = ? AND network_id = ?",
+                           (cid, n.id))
+            raise
+
+
+def disconnect(db: Database, run: str, network: str, container: str, *,
+               force: bool = False) -> None:
+    """`network disconnect`: the container leaves the network (its interface goes at once
+    when it runs; its address, --ip one included, goes back to the pool)."""
+    n = Networks(db).get(network)
+    try:
+        cid, name, status, pid = _container_row(db, container)
+    except NotFound:
+        if force:
+            return
+        raise
+    if n.driver == "host" or _mode(db, cid) == "host":
+        raise Conflict("container cannot be disconnected from host network or connected to "
+                       "host network")
+    if not db.read("SELECT 1 FROM endpoints WHERE container_id = ? AND network_id = ?",
+                   (cid, n.id)):
+        raise Conflict(f"container {cid} is not connected to network {n.name}")
+    if status in ("running", "restarting"):
+        detach(db, run, cid, only=n.id)
+    with db.transaction() as tx:
+        tx.execute("DELETE FROM endpoints WHERE container_id = ? AND network_id = ?",
+                   (cid, n.id))
+    if status in ("running", "restarting"):
+        from . import dns  # the networks its embedded DNS looks in
+        with _locked(_root_lock(run)):
+            dns.write_index(db, run, cid)
+    if status in ("running", "restarting") and pid:
+        left = [e for e in _endpoints(db, cid) if e.network.driver == "bridge" and e.ip
+                and not e.network.internal]
+        if left:  # the default route went with the interface: through the next network
+            with contextlib.suppress(Exception):
+                _in_netns(pid, lambda ipr: _default_route(ipr, left[0].network.gateway))
+
+
+def shared_with(db: Database, ref: str) -> tuple[str, str]:
+    """`--network container:REF` at create: (id, hostname) of the container whose network
+    namespace (and /etc/hosts, /etc/resolv.conf, hostname) this one will share."""
+    cid, *_ = _container_row(db, ref)
+    mode = _mode(db, cid)
+    if mode.startswith("container:"):  # docker joins the namespace's owner, not a chain
+        cid = mode[len("container:"):]
+    row = db.read("SELECT json_extract(config, '$.hostname') FROM containers WHERE id = ?",
+                  (cid,))
+    return cid, (row[0][0] if row else "") or cid[:12]
+
+
+def share_netns(db: Database, root: str, cid: str, owner: str) -> None:
+    """Before each start of a `container:OWNER` container: its config.json joins the network
+    namespace of OWNER's process as it runs now (a restart of OWNER changes it)."""
+    rows = db.read("SELECT status, pid FROM containers WHERE id = ?", (owner,))
+    if not rows:
+        raise NotFound(f"No such container: {owner} (the container whose network "
+                       f"namespace {cid[:12]} shares)")
+    status, pid = rows[0]
+    if status not in ("running", "restarting") or not pid:
+        raise Conflict(f"cannot join network namespace of a non running container: {owner}")
+    path = os.path.join(root, "containers", cid, "config.json")
+    with open(path) as f:
+        spec = json.load(f)
+    for ns in spec["linux"]["namespaces"]:
+        if ns["type"] == "network":
+            ns["path"] = f"/proc/{pid}/ns/net"
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(spec, f)
+    os.replace(tmp, path)
+
+
+def settings(db: Database, cid: str, running: bool) -> dict[str, Any]:
+    """docker's NetworkSettings (without Ports) of `inspect`: one entry per network the
+    container is on; addresses only while it runs (they are handed out at start)."""
+    row = db.read("SELECT name FROM containers WHERE id = ?", (cid,))
+    cname = row[0][0] if row else ""
+    mode = _mode(db, cid)
+    nets: dict[str, Any] = {}
+
+    def entry(n: Network, ip: str, aliases: list[str]) -> dict[str, Any]:
+        prefix = ipaddress.IPv4Network(n.subnet).prefixlen if n.subnet and ip else 0
+        dns = [cname, *aliases, cid[:12]] if n.driver == "bridge" and not n.predefined \
+            else None
+        return {"IPAMConfig": None, "Links": None, "Aliases": aliases or None,
+                "MacAddress": "", "DriverOpts": None, "NetworkID": n.id, "EndpointID": "",
+                "Gateway": n.gateway if ip else "", "IPAddress": ip, "IPPrefixLen": prefix,
+                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "DNSNames": dns}
+    if mode in ("host", "none"):
+        nets[mode] = entry(Networks(db).get(mode), "", [])
+    for r in db.read("SELECT network_id, ip, aliases FROM endpoints WHERE container_id = ? "
+                     "ORDER BY position", (cid,)):
+        with contextlib.suppress(NotFound):
+            n = Networks(db).get(r[0])
+            nets[n.name] = entry(n, r[1] if running else "", json.loads(r[2] or "[]"))
+    default = nets.get("bridge") or {}
+    return {"Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": False,
+            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+            "Gateway": default.get("Gateway", ""), "IPAddress": default.get("IPAddress", ""),
+            "IPPrefixLen": default.get("IPPrefixLen", 0), "MacAddress": "",
+            "Networks": nets}
 
 
 # --- firewall ---------------------------------------------------------------------------------

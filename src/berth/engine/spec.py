@@ -74,7 +74,8 @@ class CreateOptions:
     cpuset_cpus: str = ""
     pids_limit: int = 0
     ulimits: list[str] = field(default_factory=list)
-    network: str = "none"  # "none", "host", or a bridge network's name or id (networks.py)
+    network: str = "bridge"  # none, host, container:NAME, or a bridge network (networks.py)
+    more_networks: list[str] = field(default_factory=list)  # --network given again
     ip: str = ""  # --ip: an address on that network, reserved at create
     network_aliases: list[str] = field(default_factory=list)
     publish: list[str] = field(default_factory=list)  # -p specs (engine/ports.py)
@@ -89,6 +90,7 @@ class CreateOptions:
     stop_signal: str = ""
     stop_timeout: int | None = None
     image_volumes: bool = True  # the image's VOLUMEs as anonymous volumes (not for RUN steps)
+    runtime: str = ""  # --runtime: berth (in-process, the default), runc, crun, /abs/path
 
 
 def _cap_name(name: str) -> str:

@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "ls": "List containers",
     "logs": "Fetch the logs of a container",
     "stop": "Stop one or more running containers",
+    "restart": "Restart one or more containers",
     "kill": "Kill one or more running containers",
     "rm": "Remove one or more containers",
     "wait": "Block until one or more containers stop, then print their exit codes",
@@ -100,10 +101,15 @@ _CREATE_FLAGS = [
     Flag("security-opt", value="list", repeat=True, help="Security Options"),
     Flag("restart", value="string", default="no", help="Restart policy to apply when a "
          "container exits (no, on-failure[:max-retries], always, unless-stopped)"),
-    Flag("network", value="network", default="none",
-         help="Connect a container to a network: none (berth's default), host, bridge, or a "
-         "network made with `network create`"),
+    Flag("network", value="network", repeat=True,
+         help="Connect a container to a network: bridge (the default), none, host, "
+         "container:NAME (share its network namespace), or a network made with `network "
+         "create`; given again, the container is on each network"),
+    Flag("network-alias", value="list", repeat=True,
+         help="Add network-scoped alias for the container"),
     Flag("ip", value="string", help="IPv4 address (e.g., 172.30.100.104)"),
+    Flag("runtime", value="string", help="Runtime to use for this container: berth (the "
+         "default, in-process), runc, crun, or the absolute path of an OCI runtime binary"),
     Flag("publish", "p", "list", repeat=True, help="Publish a container's port(s) to the host "
          "([HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO], on a bridge network)"),
     Flag("publish-all", "P", help="Publish all exposed ports to random ports"),
@@ -165,11 +171,12 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
         memory_swap=opts["memory_swap"], cpus=opts["cpus"],
         cpu_shares=num("cpu_shares", "--cpu-shares"), cpuset_cpus=opts["cpuset_cpus"],
         pids_limit=num("pids_limit", "--pids-limit"), ulimits=opts["ulimit"],
-        network=opts["network"], ip=opts["ip"],
+        network=(opts["network"] or ["bridge"])[0], more_networks=opts["network"][1:],
+        ip=opts["ip"], network_aliases=opts["network_alias"],
         publish=opts["publish"], publish_all=opts["publish_all"], expose=opts["expose"],
         mounts=mounts, restart=opts["restart"],
         labels=opts["label"], stop_signal=opts["stop_signal"], init=opts["init"],
-        log_opts=opts["log_opt"],
+        log_opts=opts["log_opt"], runtime=opts["runtime"] or "",
         health={"cmd": opts["health_cmd"], "interval": opts["health_interval"],
                 "timeout": opts["health_timeout"], "retries": opts["health_retries"],
                 "start_period": opts["health_start_period"],
@@ -188,12 +195,11 @@ def _parse_create(args: list[str], path: str, summary: str) -> tuple[dict[str, A
 
 def _warn_ports(opts: dict[str, Any]) -> None:
     """docker discards published ports on the host network, with this warning; berth says
-    the same for `none` (berth's default network, where docker's is `bridge`)."""
-    if (opts["publish"] or opts["publish_all"]) and opts["network"] in ("host", "none"):
-        hint = "" if opts["network"] == "host" else " (publish on a bridge network: --network " \
-            "bridge)"
-        print(f"WARNING: Published ports are discarded when using {opts['network']} network "
-              f"mode{hint}", file=sys.stderr)
+    the same for `none`."""
+    network = (opts["network"] or ["bridge"])[0]
+    if (opts["publish"] or opts["publish_all"]) and network in ("host", "none"):
+        print(f"WARNING: Published ports are discarded when using {network} network mode",
+              file=sys.stderr)
 
 
 def _create(args: list[str], path: str) -> int:
@@ -301,7 +307,10 @@ def _attach_tty(eng: Any, cid: str, *, interactive: bool = True) -> int:
             except InterruptedError:
                 continue
             if sock in ready:
-                data = sock.recv(1 << 16)
+                try:
+                    data = sock.recv(1 << 16)
+                except ConnectionResetError:  # the monitor closed us with input unread: the
+                    data = b""  # container is gone, as at end of file
                 if not data:
                     break
                 os.write(1, data)
@@ -499,6 +508,23 @@ def _stop(args: list[str], path: str) -> int:
     sig = _signal(opts["signal"]) if opts["signal"] else None
     eng = _engine()
     return for_each(names, lambda n: (eng.stop(n, timeout, sig), n)[1])
+
+
+def _restart(args: list[str], path: str) -> int:
+    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["restart"], [
+        Flag("time", "t", "int", help="Seconds to wait before killing the container (default: "
+             "its --stop-timeout, else 10)"),
+        Flag("signal", "s", "string", help="Signal to send to the container"),
+    ], min_args=1)
+    opts, names = cmd.parse(args)
+    try:
+        timeout = float(opts["time"]) if opts["time"] else None
+    except ValueError:
+        raise InvalidArgument(f'invalid argument "{opts["time"]}" for "-t, --time" flag') \
+            from None
+    sig = _signal(opts["signal"]) if opts["signal"] else None
+    eng = _engine()
+    return for_each(names, lambda n: (eng.restart(n, timeout, sig), n)[1])
 
 
 def _signal(text: str) -> int:
@@ -752,6 +778,7 @@ def _inspect(args: list[str], path: str) -> int:
     opts, names = cmd.parse(args)
     eng = _engine()
 
+    from berth.engine.networks import settings as network_settings
     from berth.engine.volumes import container_mounts
     from berth.engine.ports import port_bindings_doc, ports_doc
 
@@ -778,9 +805,16 @@ def _inspect(args: list[str], path: str) -> int:
                       "StartedAt": rfc3339_nano(c.started_ns),
                       "FinishedAt": rfc3339_nano(c.finished_ns)},
             "Image": c.image_id, "LogPath": str(eng.log_path(c.id)), "Name": "/" + c.name,
+            "RestartCount": c.restart_count,
             "Mounts": container_mounts(eng.root, c.config),
             "Driver": "overlay2", **sizes,
+            "NetworkSettings": {**network_settings(eng.db, c.id, running),
+                                "Ports": ports_doc(c.config.get("exposed") or [],
+                                                   c.config.get("ports_bound", []) if running
+                                                   else None)},
             "HostConfig": {"AutoRemove": c.auto_remove,
+                           "NetworkMode": c.config.get("network") or "none",
+                           "Runtime": c.config.get("runtime") or "berth",
                            "PortBindings": port_bindings_doc(c.config.get("ports") or []),
                            "PublishAllPorts": bool(c.config.get("publish_all")),
                            "Privileged": "CAP_SYS_ADMIN" in spec["process"]["capabilities"][
@@ -794,9 +828,6 @@ def _inspect(args: list[str], path: str) -> int:
                                f"{spec['process']['user']['gid']}",
                        **({"ExposedPorts": {k: {} for k in c.config["exposed"]}}
                           if c.config.get("exposed") else {})},
-            "NetworkSettings": {"Ports": ports_doc(
-                c.config.get("exposed") or [],
-                c.config.get("ports_bound", []) if running else None)},
         }
 
     return emit_inspect(names, describe, opts["format"])
@@ -1088,7 +1119,7 @@ def _commit(args: list[str], path: str) -> int:
 
 
 _HANDLERS = {"run": _run, "create": _create, "start": _start, "ls": _ps, "logs": _logs,
-             "stop": _stop, "kill": _kill, "rm": _rm, "wait": _wait, "inspect": _inspect,
+             "stop": _stop, "restart": _restart, "kill": _kill, "rm": _rm, "wait": _wait, "inspect": _inspect,
              "diff": _diff, "commit": _commit, "exec": _exec,
              "pause": _pause, "unpause": _unpause, "top": _top, "rename": _rename,
              "export": _export, "port": _port, "update": _update,

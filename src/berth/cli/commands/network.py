@@ -1,4 +1,5 @@
-"""`berth network …`: create, inspect, ls, rm, prune, as the docker CLI prints them.
+"""`berth network …`: connect, create, disconnect, inspect, ls, rm, prune, as the docker CLI
+prints them.
 
 Errors print "Error: …" on stderr and exit 125. `prune --dry-run` (berth's) lists what would go,
 removing nothing.
@@ -16,7 +17,9 @@ from berth.errors import InvalidArgument
 from .common import emit_inspect, for_each
 
 SUBCOMMANDS = {
+    "connect": "Connect a container to a network",
     "create": "Create a network",
+    "disconnect": "Disconnect a container from a network",
     "inspect": "Display detailed information on one or more networks",
     "ls": "List networks",
     "prune": "Remove all unused networks",
@@ -58,6 +61,33 @@ def _create(args: list[str], path: str) -> int:
                            gateway=opts["gateway"], internal=opts["internal"],
                            labels=parse_key_values(opts["label"], "label"))
     print(n.id)
+    return 0
+
+
+def _connect(args: list[str], path: str) -> int:
+    from berth.engine.context import engine
+    from berth.engine.networks import connect
+    cmd = Command(path, "[OPTIONS] NETWORK CONTAINER", SUBCOMMANDS["connect"], [
+        Flag("alias", value="strings", repeat=True, help="Add network-scoped alias for the "
+             "container"),
+        Flag("ip", value="string", help="IPv4 address (e.g., 172.30.100.104)"),
+    ], min_args=2, max_args=2)
+    opts, (network, container) = cmd.parse(args)
+    eng = engine()
+    connect(eng.db, str(eng.root), str(eng.run), network, container, ip=opts["ip"],
+            aliases=opts["alias"])
+    return 0
+
+
+def _disconnect(args: list[str], path: str) -> int:
+    from berth.engine.context import engine
+    from berth.engine.networks import disconnect
+    cmd = Command(path, "[OPTIONS] NETWORK CONTAINER", SUBCOMMANDS["disconnect"], [
+        Flag("force", "f", help="Force the container to disconnect from a network"),
+    ], min_args=2, max_args=2)
+    opts, (network, container) = cmd.parse(args)
+    eng = engine()
+    disconnect(eng.db, str(eng.run), network, container, force=opts["force"])
     return 0
 
 
@@ -175,4 +205,5 @@ def _prune(args: list[str], path: str) -> int:
     return 0
 
 
-_HANDLERS = {"create": _create, "inspect": _inspect, "ls": _ls, "rm": _rm, "prune": _prune}
+_HANDLERS = {"connect": _connect, "create": _create, "disconnect": _disconnect,
+             "inspect": _inspect, "ls": _ls, "rm": _rm, "prune": _prune}
