@@ -5,8 +5,8 @@ GET requests from 10 threads, each on a fresh connection (busybox httpd closes e
 
     berth -p (DNAT)         `berth run --network bridge -p 127.0.0.1:PORT:80`: 127.0.0.1:PORT,
                             through berth's nftables DNAT (engine/ports.py)
-    berth container IP      the same container's own address, port 80 (routed to the bridge,
-                            no NAT): what the DNAT costs on top
+    berth container IP      a second such container's own address, port 80 (routed to the
+                            bridge, no NAT): what the DNAT costs on top
     podman                  the reference: `podman run --network host --runtime runc` of the
                             same image, httpd on 127.0.0.1:PORT, no NAT at all (full mode)
     podman -p (netavark)    `podman run --network bridge -p 127.0.0.1:PORT:80`, only with
@@ -163,11 +163,19 @@ def publish_http(ctx: Context) -> list[Measurement]:
                            env=env, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"berth run: {r.stderr.strip()}")
-        cleanups.append(lambda: subprocess.run([BERTH, "rm", "-f", "web"], env=env,
+        cleanups.append(lambda: subprocess.run([BERTH, "rm", "-f", "web", "web-ip"], env=env,
                                                capture_output=True))
+        # the no-NAT path gets a container of its own: two client paths into one server mix
+        # TCP timestamp offsets on the server's TIME_WAIT sockets (PAWS drops, 1 s retries)
+        r = subprocess.run([BERTH, "run", "-d", "--name", "web-ip", "--network", "bridge", IMAGE,
+                            "sh", "-c", HTTPD.format(port=80)], env=env, capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"berth run: {r.stderr.strip()}")
         doc = json.loads(subprocess.run([BERTH, "network", "inspect", "bridge"], env=env,
                                         capture_output=True, text=True).stdout)[0]
-        ip = next(iter(doc["Containers"].values()))["IPv4Address"].split("/")[0]
+        ip = next(c["IPv4Address"].split("/")[0] for c in doc["Containers"].values()
+                  if c["Name"] == "web-ip")
         targets += [("berth -p (DNAT)", ("127.0.0.1", port)),
                     ("berth container IP (no NAT)", (ip, 80))]
         exe = shutil.which("podman")
