@@ -197,7 +197,7 @@ def test_host_port_in_use(image: str) -> None:
     r = berth("start", "third", check=False)
     assert r.returncode != 0 and "port is already allocated" in r.stderr
     assert berth("ps", "-a", "--filter", "name=third", "--format",
-                 "{{.Status}}|{{.Ports}}").stdout == "Created|80/tcp\n"
+                 "{{.Status}}|{{.Ports}}").stdout == "Created|\n"
     # while the port is held nobody else binds it
     s = socket.socket()
     with pytest.raises(OSError):

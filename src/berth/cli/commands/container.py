@@ -649,12 +649,12 @@ def _ps(args: list[str], path: str) -> int:
 
 
 def _ps_ports(c: Any) -> str:
-    """docker's PORTS column: published ports of a running container, exposed ones."""
-    if not c.config.get("exposed"):
+    """docker's PORTS column: a running container's published and exposed ports (docker
+    fills NetworkSettings.Ports at start: a created or exited container shows none)."""
+    if not c.config.get("exposed") or c.status not in ("running", "restarting"):
         return ""
     from berth.engine.ports import ps_ports
-    running = c.status in ("running", "restarting")
-    return ps_ports(c.config["exposed"], c.config.get("ports_bound") if running else None)
+    return ps_ports(c.config["exposed"], c.config.get("ports_bound") or [])
 
 
 def _state(eng: Any, c: Any) -> str:
