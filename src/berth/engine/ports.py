@@ -3,8 +3,10 @@
     pure: parse_publish("127.0.0.1:8080:80/tcp"), parse_expose("8000-8002/udp"),
           plan_bindings(publish, expose, image_exposed, publish_all), port_lines, ps_ports,
           port_bindings_doc, ports_doc
-    publish(db, run, cid) -> held sockets      at start, after the container's network attach
-    unpublish(db, cid)                         when it exits (before its network detach) and rm
+    publish(db, cid) -> held sockets   at start, after the container's network attach
+    unpublish(db, cid)                 when it exits (before its network detach), a failed
+                                       start, and rm (after a monitor died)
+    bridge_up(bridge)                  a new berth bridge: forwarding on while ports are published
 
 Records (in the container's config JSON, no schema change): `ports` — the bindings asked for
 (host IP, host port or range or "" for any, container port, protocol), fixed at create, `-P`
@@ -22,7 +24,8 @@ traffic is moved by the kernel (nftables, in berth's table `ip berth`):
                          (priority -100) for `fib daddr type local`: one `jump pub-<id12>` per
                          publishing container, whose chain holds its
                          `[ip daddr HOST_IP] tcp dport PORT dnat to CONTAINER_IP:PORT` rules;
-                         both go when it stops (found by name, deleted by rule handle)
+                         both go when it stops (found by name, deleted by rule handle); a
+                         dead monitor's chain goes when another container binds its port
   nat postrouting        `ip saddr 127.0.0.0/8 oifname @bridges masquerade`: the host's own
                          loopback clients reach a container (docker's rule, with
                          `route_localnet=1` on the bridge); `ct status dnat` traffic a bridge
@@ -61,7 +64,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from berth.store.db import Database
 
-__all__ = ["Binding", "PortInUse", "parse_expose", "parse_publish", "plan_bindings",
+__all__ = ["Binding", "PortInUse", "bridge_up", "parse_expose", "parse_publish", "plan_bindings",
            "port_bindings_doc", "port_lines", "ports_doc", "ps_ports", "publish", "unpublish"]
 
 PROTOS = ("tcp", "udp")
