@@ -493,8 +493,9 @@ def _start(args: list[str], path: str) -> int:
     return for_each(names, lambda n: (eng.start(n), n)[1])
 
 
-def _stop(args: list[str], path: str) -> int:
-    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["stop"], [
+def _stop_or_restart(what: str, args: list[str], path: str) -> int:
+    """`stop` and `restart`: the same flags, docker's output (each name as given)."""
+    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS[what], [
         Flag("time", "t", "int", help="Seconds to wait before killing it (default: the "
              "container's --stop-timeout, else 10)"),
         Flag("signal", "s", "string", help="Signal to send to the container"),
@@ -507,24 +508,16 @@ def _stop(args: list[str], path: str) -> int:
             from None
     sig = _signal(opts["signal"]) if opts["signal"] else None
     eng = _engine()
-    return for_each(names, lambda n: (eng.stop(n, timeout, sig), n)[1])
+    act = eng.stop if what == "stop" else eng.restart
+    return for_each(names, lambda n: (act(n, timeout, sig), n)[1])
+
+
+def _stop(args: list[str], path: str) -> int:
+    return _stop_or_restart("stop", args, path)
 
 
 def _restart(args: list[str], path: str) -> int:
-    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["restart"], [
-        Flag("time", "t", "int", help="Seconds to wait before killing the container (default: "
-             "its --stop-timeout, else 10)"),
-        Flag("signal", "s", "string", help="Signal to send to the container"),
-    ], min_args=1)
-    opts, names = cmd.parse(args)
-    try:
-        timeout = float(opts["time"]) if opts["time"] else None
-    except ValueError:
-        raise InvalidArgument(f'invalid argument "{opts["time"]}" for "-t, --time" flag') \
-            from None
-    sig = _signal(opts["signal"]) if opts["signal"] else None
-    eng = _engine()
-    return for_each(names, lambda n: (eng.restart(n, timeout, sig), n)[1])
+    return _stop_or_restart("restart", args, path)
 
 
 def _signal(text: str) -> int:
