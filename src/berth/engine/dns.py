@@ -32,7 +32,6 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -166,38 +165,26 @@ def listen(db: Database, run: str | os.PathLike[str], cid: str, pid: int) -> Lis
     if not nets:
         return None
     import socket
-    import threading
 
-    from berth.runtime import _sys
-    got: list[Any] = []
+    from .networks import in_netns
 
-    def inner() -> None:  # setns affects only this thread, which then ends
+    def bind() -> tuple[int, int]:
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _sys.setns(fd, _sys.CLONE_NEWNET, "net")
-            finally:
-                os.close(fd)
-            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                u.bind((ADDRESS, 53))
-                t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                t.bind((ADDRESS, 53))
-                t.listen(16)
-            except BaseException:
-                u.close()
-                t.close()
-                raise
-            got.append((u.detach(), t.detach()))
-        except BaseException as e:  # noqa: BLE001 - handed to the caller
-            got.append(e)
-    th = threading.Thread(target=inner, name="berth-dns")
-    th.start()
-    th.join()
-    if isinstance(got[0], BaseException):
+            u.bind((ADDRESS, 53))
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            t.bind((ADDRESS, 53))
+            t.listen(16)
+        except BaseException:
+            u.close()
+            t.close()
+            raise
+        return u.detach(), t.detach()
+    try:
+        udp, tcp = in_netns(pid, bind)
+    except Exception as e:
         from berth.errors import BerthError
         raise BerthError(f"embedded DNS of container {cid[:12]}: cannot listen on "
-                         f"{ADDRESS}:53: {got[0]}") from got[0]
-    udp, tcp = got[0]
+                         f"{ADDRESS}:53: {e}") from e
     return Listening(udp, tcp, index_path(run, cid))

@@ -522,15 +522,14 @@ def _default_route(ipr: Any, gateway: str) -> None:
             raise
 
 
-def _in_netns(pid: int, fn: Any) -> None:
-    """Run fn(IPRoute) on a netlink socket of `pid`'s network namespace: a thread joins it
-    (setns affects only the calling thread) and opens the socket there."""
+def in_netns(pid: int, fn: Any) -> Any:
+    """fn() run in `pid`'s network namespace, its result returned (its exception raised): a
+    thread joins the namespace (setns affects only the calling thread) and then ends, so the
+    caller stays where it was. Sockets made there stay in that namespace."""
     import threading
 
-    from pyroute2 import IPRoute
-
     from berth.runtime import _sys
-    errors: list[BaseException] = []
+    out: list[Any] = []
 
     def inner() -> None:
         try:
@@ -539,15 +538,25 @@ def _in_netns(pid: int, fn: Any) -> None:
                 _sys.setns(fd, _sys.CLONE_NEWNET, "net")
             finally:
                 os.close(fd)
-            with IPRoute() as ipr:
-                fn(ipr)
+            out.append((True, fn()))
         except BaseException as e:  # noqa: BLE001 - handed to the caller
-            errors.append(e)
+            out.append((False, e))
     t = threading.Thread(target=inner, name="berth-netns")
     t.start()
     t.join()
-    if errors:
-        raise errors[0]
+    ok, value = out[0]
+    if not ok:
+        raise value
+    return value
+
+
+def _in_netns(pid: int, fn: Any) -> None:
+    """fn(IPRoute) on a netlink socket of `pid`'s network namespace."""
+    def inner() -> None:
+        from pyroute2 import IPRoute
+        with IPRoute() as ipr:
+            fn(ipr)
+    in_netns(pid, inner)
 
 
 def _ensure_bridge(db: Database, ipr: Any, n: Network) -> tuple[int, Network]:
