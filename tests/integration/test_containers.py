@@ -395,6 +395,30 @@ def test_run_it_is_a_real_terminal_with_resize_ctrl_c_detach_and_attach(image: s
     berth("rm", "term")
 
 
+def test_exec_it_is_a_real_terminal(image: str) -> None:
+    """`exec -it`: a new pty in the running container, the caller's terminal raw, the window
+    size at start and on SIGWINCH, the process's exit code; the container goes on."""
+    import fcntl
+    import struct
+    import termios
+    berth("run", "-d", "--name", "host-of-exec", "--network", "none", image, "sleep", "300")
+    pid, fd = _pty_spawn("exec", "-it", "host-of-exec", "sh")
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    _read_until(fd, b"# ")
+    os.write(fd, b"tty; stty size; echo sum-$((40+2))\r")
+    out = _read_until(fd, b"sum-42")
+    assert b"/dev/pts/" in out and b"33 101" in out
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 44, 121, 0, 0))
+    os.kill(pid, signal.SIGWINCH)
+    time.sleep(0.3)
+    os.write(fd, b"stty size; exit 5\r")
+    _read_until(fd, b"44 121")
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 5
+    os.close(fd)
+    assert berth("inspect", "-f", "{{.State.Status}}", "host-of-exec").stdout == "running\n"
+    berth("rm", "-f", "host-of-exec")
+
+
 def _zombie_children(pid: int) -> int:
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return sum(1 for c in children

@@ -398,9 +398,10 @@ class Engine:
         return c
 
     def exec(self, ref: str, args: Sequence[str], *, env: Sequence[str] = (), user: str = "",
-             workdir: str = "", detach: bool = False) -> int:
-        """docker's `exec` without a terminal: the process joins the running container with
-        the caller's stdin/stdout/stderr; returns its exit code (0 at once with `detach`).
+             workdir: str = "", detach: bool = False, tty: bool = False) -> int:
+        """docker's `exec`: the process joins the running container with the caller's
+        stdin/stdout/stderr, or with `tty` on a new pty the caller relays (raw mode, window
+        size and SIGWINCH, as `run -t`); returns its exit code (0 at once with `detach`).
         `user` names are resolved in the container's own /etc/passwd and /etc/group."""
         from berth.runtime.run import wait_process
 
@@ -424,11 +425,16 @@ class Engine:
         if workdir and not workdir.startswith("/"):
             raise InvalidArgument(f"the working directory {workdir!r} is invalid, it needs to "
                                   "be an absolute path")
-        pid = rt.exec(c.id, list(args), env=list(env), cwd=workdir or None, user=uid_gid,
-                      wait=not detach)
+        master = None
+        if tty and not detach:
+            pid, master = rt.exec_tty(c.id, list(args), env=list(env), cwd=workdir or None,
+                                      user=uid_gid)
+        else:
+            pid = rt.exec(c.id, list(args), env=list(env), cwd=workdir or None, user=uid_gid,
+                          wait=not detach)
         self.db.record_event("container", "exec_start", c.id,
                              {"name": c.name, "execID": str(pid)})
-        return 0 if detach else wait_process(pid, None)
+        return 0 if detach else wait_process(pid, master)
 
     def _runtime(self, c: Container) -> Any:
         """The runtime `c` was created with (--runtime; engine/runtimes.py)."""

@@ -148,6 +148,27 @@ class InProcess:
                                       cwd=cwd, user=user, tty=False, process_file=None)
         return int(self.rt.exec(cid, proc, subreaper=wait))
 
+    def exec_tty(self, cid: str, args: list[str], *, env: list[str], cwd: str | None,
+                 user: str | None) -> tuple[int, int]:
+        """`exec -t`: the process on a new pty of the container's; (its pid, the pty master)
+        for the caller to relay and wait for (the caller is its subreaper)."""
+        import socket
+
+        from berth.runtime.container import exec_process_from_args
+        proc = exec_process_from_args(self.rt._saved_spec(cid), list(args), env=list(env),
+                                      cwd=cwd, user=user, tty=True, process_file=None)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = int(self.rt.exec(cid, proc, subreaper=True, console_fd=theirs.fileno()))
+            theirs.close()
+            _msg, fds, _flags, _addr = socket.recv_fds(ours, 16, 1)
+        finally:
+            theirs.close()
+            ours.close()
+        if not fds:
+            raise RuntimeFailure(f"exec in {cid[:12]}: no terminal came back")
+        return pid, fds[0]
+
 
 def _dirname(name: str) -> str:
     """The state directory's name under <run>/runtimes: the name, or for a path its base name
@@ -276,6 +297,11 @@ class OCIBinary:
 
     def cgroups_path(self, cid: str) -> str | None:
         return cgroups_path(cid)
+
+    def exec_tty(self, cid: str, args: list[str], *, env: list[str], cwd: str | None,
+                 user: str | None) -> tuple[int, int]:
+        raise InvalidArgument(f"exec -t is not supported yet with --runtime {self.name} (it "
+                              "is with berth's own runtime)")
 
     def exec(self, cid: str, args: list[str], *, env: list[str], cwd: str | None,
              user: str | None, wait: bool) -> int:

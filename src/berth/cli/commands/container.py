@@ -832,6 +832,7 @@ def _exec(args: list[str], path: str) -> int:
         Flag("detach", "d", help="Detached mode: run command in the background"),
         Flag("env", "e", "list", repeat=True, help="Set environment variables"),
         Flag("interactive", "i", help="Keep STDIN open even if not attached"),
+        Flag("tty", "t", help="Allocate a pseudo-TTY"),
         Flag("user", "u", "string", help="Username or UID (format: <name|uid>[:<group|gid>])"),
         Flag("workdir", "w", "string", help="Working directory inside the container"),
     ], min_args=2, interspersed=False)
@@ -842,7 +843,8 @@ def _exec(args: list[str], path: str) -> int:
         os.close(devnull)
     try:
         return int(_engine().exec(rest[0], rest[1:], env=opts["env"], user=opts["user"],
-                                  workdir=opts["workdir"], detach=opts["detach"]))
+                                  workdir=opts["workdir"], detach=opts["detach"],
+                                  tty=opts["tty"]))
     except BerthError as e:
         text = str(e)
         if text.startswith("exec ") and ("no such file" in text or "not found" in text):
