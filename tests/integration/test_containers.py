@@ -395,6 +395,24 @@ def test_run_it_is_a_real_terminal_with_resize_ctrl_c_detach_and_attach(image: s
     berth("rm", "term")
 
 
+def test_start_attach_and_interactive(image: str) -> None:
+    """`start -a`: this run's output (not the earlier runs'), stdout and stderr apart, the
+    container's exit code; `-i` feeds stdin to a container made with -i."""
+    berth("create", "--name", "sa", "--network", "none", image, "sh", "-c",
+          "echo out; echo err >&2; exit 3")
+    for _ in range(2):
+        r = berth("start", "-a", "sa", check=False)
+        assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+    berth("create", "-i", "--name", "si", "--network", "none", image, "sh", "-c",
+          "read x; echo got-$x")
+    r = subprocess.run([sys.executable, "-m", "berth.cli.main", "start", "-ai", "si"],
+                       input="hello\n", capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "got-hello\n"), r.stderr
+    r = berth("start", "-a", "sa", "si", check=False)
+    assert r.returncode == 125 and "cannot start and attach multiple containers" in r.stderr
+    berth("rm", "sa", "si")
+
+
 def test_exec_it_is_a_real_terminal(image: str) -> None:
     """`exec -it`: a new pty in the running container, the caller's terminal raw, the window
     size at start and on SIGWINCH, the process's exit code; the container goes on."""

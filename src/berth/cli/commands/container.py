@@ -486,11 +486,50 @@ def _copy_log(log: Any, pos: int) -> int:
 # --- start / stop / kill / rm / wait -------------------------------------------------------------
 
 def _start(args: list[str], path: str) -> int:
-    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["start"],
-                  min_args=1)
-    _, names = cmd.parse(args)
+    cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["start"], [
+        Flag("attach", "a", help="Attach STDOUT/STDERR and forward signals"),
+        Flag("interactive", "i", help="Attach container's STDIN"),
+    ], min_args=1)
+    opts, names = cmd.parse(args)
     eng = _engine()
-    return for_each(names, lambda n: (eng.start(n), n)[1])
+    if not (opts["attach"] or opts["interactive"]):
+        return for_each(names, lambda n: (eng.start(n), n)[1])
+    if len(names) > 1:
+        raise InvalidArgument("you cannot start and attach multiple containers at once")
+    c = eng.get(names[0])
+    if c.status in ("running", "restarting"):  # docker attaches to a running one
+        if c.config.get("tty"):
+            return _attach_tty(eng, c.id, interactive=opts["interactive"])
+        return _follow_until_exit(eng, c.id, pos=_log_end(eng, c.id))
+    if c.config.get("tty"):
+        eng.start(c.id)
+        return _attach_tty(eng, c.id, interactive=opts["interactive"])
+    # as `run`: the log opened (at its end: earlier runs' output is not shown again) before
+    # the start, stdin copied in with -i when the container was made with -i
+    log_fd = os.open(eng.log_path(c.id), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    os.lseek(log_fd, 0, os.SEEK_END)
+    feed = stdin_r = None
+    if opts["interactive"] and c.config.get("interactive"):
+        stdin_r, feed = os.pipe()
+    try:
+        try:
+            eng.start(c.id, stdin=stdin_r)
+        finally:
+            if stdin_r is not None:
+                os.close(stdin_r)
+    except BaseException:
+        os.close(log_fd)
+        raise
+    if feed is not None:
+        _feed_stdin(feed)
+    return _follow_until_exit(eng, c.id, log_fd=log_fd)
+
+
+def _log_end(eng: Any, cid: str) -> int:
+    try:
+        return os.stat(eng.log_path(cid)).st_size
+    except OSError:
+        return 0
 
 
 def _stop_or_restart(what: str, args: list[str], path: str) -> int:
