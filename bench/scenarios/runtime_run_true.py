@@ -55,6 +55,7 @@ class HugetlbOnV1:
 
     def __init__(self) -> None:
         self.created_dir = False
+        self.root_disabled = False
         self.mounted = False
         self.restored = True
         self.left: list[str] = []
@@ -64,8 +65,18 @@ class HugetlbOnV1:
             HUGETLB.mkdir()
             self.created_dir = True
         if subprocess.run(["mountpoint", "-q", str(HUGETLB)]).returncode != 0:
-            subprocess.run(["mount", "-t", "cgroup", "-o", "hugetlb", "cgroup", str(HUGETLB)],
-                           check=True)
+            # A cgroup made on cgroup2 (berth's, runc's, podman's) leaves hugetlb enabled in
+            # the root's subtree_control, as runc leaves it, and the v1 mount is then refused
+            # (EBUSY): take it off while no cgroup below uses it, and put it back in __exit__.
+            self.root_disabled = _root_hugetlb(False)
+            try:
+                subprocess.run(["mount", "-t", "cgroup", "-o", "hugetlb", "cgroup",
+                                str(HUGETLB)], check=True)
+            except subprocess.CalledProcessError:
+                if self.root_disabled:
+                    _root_hugetlb(True)
+                    self.root_disabled = False
+                raise
             self.mounted = True
         return self
 
@@ -91,12 +102,34 @@ class HugetlbOnV1:
                 subprocess.run(["mount", "-t", "cgroup", "-o", "hugetlb", "cgroup", str(HUGETLB)],
                                check=False, capture_output=True)
                 subprocess.run(["umount", str(HUGETLB)], check=False, capture_output=True)
+        if self.root_disabled:
+            _root_hugetlb(True)
         if self.created_dir:
             try:
                 HUGETLB.rmdir()
             except OSError:
                 pass
         self.restored = _hugetlb_hierarchy() in (0, None)
+
+
+def _root_hugetlb(enable: bool) -> bool:
+    """Put hugetlb into (or, when no cgroup below has it enabled, take it out of) cgroup2's
+    root subtree_control; True when something was changed."""
+    mnt = _cgroup2_mount()
+    if mnt is None:
+        return False
+    ctl = mnt / "cgroup.subtree_control"
+    try:
+        on = "hugetlb" in ctl.read_text().split()
+        if on == enable:
+            return False
+        if not enable and any("hugetlb" in (d / "cgroup.subtree_control").read_text().split()
+                              for d in mnt.iterdir() if (d / "cgroup.subtree_control").exists()):
+            return False
+        ctl.write_text("+hugetlb" if enable else "-hugetlb")
+    except OSError:
+        return False
+    return True
 
 
 def _wait_hugetlb_on_cgroup2(timeout: float) -> bool:

@@ -61,6 +61,32 @@ def _crun_needs_hugetlb_moved() -> bool:
         return False
 
 
+def _disable_hugetlb_on_cgroup2_root() -> bool:
+    """Take hugetlb out of cgroup2's root subtree_control when it is there and no cgroup
+    below has it in its own; True when done (to be undone)."""
+    mnt = _cgroup2_mount()
+    if mnt is None or "hugetlb" not in (mnt / "cgroup.subtree_control").read_text().split():
+        return False
+    for d in mnt.iterdir():
+        ctl = d / "cgroup.subtree_control"
+        if d.is_dir() and ctl.exists() and "hugetlb" in ctl.read_text().split():
+            return False
+    try:
+        (mnt / "cgroup.subtree_control").write_text("-hugetlb")
+    except OSError:
+        return False
+    return True
+
+
+def _enable_hugetlb_on_cgroup2_root() -> None:
+    mnt = _cgroup2_mount()
+    if mnt is not None:
+        try:
+            (mnt / "cgroup.subtree_control").write_text("+hugetlb")
+        except OSError:
+            pass
+
+
 @pytest.fixture
 def crun_ready(berth_env: BerthEnv) -> Iterator[None]:
     """crun, able to run here: hugetlb bound to a v1 hierarchy while the test runs (made
@@ -74,9 +100,15 @@ def crun_ready(berth_env: BerthEnv) -> Iterator[None]:
     if not HUGETLB.exists():
         HUGETLB.mkdir()
         created_dir = True
+    # A cgroup made on cgroup2 (by berth, runc, podman) leaves hugetlb enabled in the root's
+    # subtree_control, as runc leaves it; the v1 mount is then refused (EBUSY). Take it off
+    # for the test when no cgroup below uses it, and put it back afterwards.
+    disabled = _disable_hugetlb_on_cgroup2_root()
     r = subprocess.run(["mount", "-t", "cgroup", "-o", "hugetlb", "cgroup", str(HUGETLB)],
                        capture_output=True, text=True)
     if r.returncode != 0:
+        if disabled:
+            _enable_hugetlb_on_cgroup2_root()
         if created_dir:
             HUGETLB.rmdir()
         mnt = _cgroup2_mount()
@@ -104,6 +136,8 @@ def crun_ready(berth_env: BerthEnv) -> Iterator[None]:
                 subprocess.run(["mount", "-t", "cgroup", "-o", "hugetlb", "cgroup",
                                 str(HUGETLB)], check=False, capture_output=True)
                 subprocess.run(["umount", str(HUGETLB)], check=False, capture_output=True)
+        if disabled:
+            _enable_hugetlb_on_cgroup2_root()
         if created_dir:
             try:
                 HUGETLB.rmdir()
