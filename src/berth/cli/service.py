@@ -46,6 +46,11 @@ def preload() -> list[str]:
             importlib.import_module(info.name)
         except Exception:  # noqa: BLE001 - reported, the service still serves
             failed.append(info.name)
+    try:  # data every container start reads, parsed once here (pure, cached, no fd held)
+        from berth.runtime import seccomp
+        seccomp._packaged_default()
+    except Exception:  # noqa: BLE001 - the child parses it itself then
+        pass
     return failed
 
 
