@@ -268,10 +268,17 @@ class Service:
         os._exit(code)
 
 
+_SERVICE_STDIO: list[object] = []
+
+
 def _fresh_stdio() -> None:
     """sys.stdin/stdout/stderr on the new fds 0-2, buffered as the interpreter would have made
     them for these files (line-buffered stdout on a terminal)."""
     enc = sys.stdout.encoding
+    # the service's own streams own fds 0-2 (closefd): kept referenced, never finalized, so
+    # that dropping them cannot close the client's descriptors now in their place
+    _SERVICE_STDIO.extend({id(s): s for s in (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__,
+                                              sys.__stdout__, sys.__stderr__)}.values())
 
     def stream(fd: int, mode: str, errors: str, line: bool) -> io.TextIOWrapper:
         raw = io.FileIO(fd, mode, closefd=False)
