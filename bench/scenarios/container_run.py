@@ -12,12 +12,18 @@ berth and (full mode) into a podman store of the scenario's own, and copied into
                            --runtime runc|crun IMG true` (the OCI binary instead of berth's
                            in-process runtime; crun needs the hugetlb set-up of
                            runtime-run-true: full mode only, else skipped)
+                           berth (system service): `berth run --rm --network none IMG true`
+                           with `berth system service` running on the scenario's BERTH_RUN
+                           (the other berth rows set BERTH_NO_SERVICE=1: in process). The
+                           installed script when it has the fast path, else this checkout's
+                           bin/berth on the venv's interpreter (the same script, as install.sh
+                           would install it)
     container-idle-memory  PSS (/proc/PID/smaps_rollup) of what each engine keeps running for
                            one idle `sleep` container: berth's monitor, podman's conmon;
                            5 containers each, the median reported (as "ms": the unit column
                            holds KiB here, see the note)
 
-Quick mode (CI) runs berth alone (and berth --runtime runc).
+Quick mode (CI) runs berth alone (and berth --runtime runc, berth (system service)).
 """
 
 from __future__ import annotations
@@ -39,6 +45,38 @@ from .image_save_load import _env_tool, _Podman, _skip_podman
 
 IMAGE = "bench/busybox:1"
 BERTH = "/opt/berth-venv/bin/berth"
+VENV_PYTHON = "/opt/berth-venv/bin/python"
+CHECKOUT_SCRIPT = Path(__file__).resolve().parents[2] / "bin" / "berth"
+
+
+def _client_script() -> list[str]:
+    """The `berth` script with the service's fast path: the installed one if it has it."""
+    try:
+        if "berth.cli.client" in Path(BERTH).read_text():
+            return [BERTH]
+    except OSError:
+        pass
+    return [VENV_PYTHON, str(CHECKOUT_SCRIPT)]
+
+
+class _Service:
+    """`berth system service` on the scenario's BERTH_RUN, for the duration of a measurement."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.sock = Path(env["BERTH_RUN"]) / "berth.sock"
+        self.proc = subprocess.Popen([VENV_PYTHON, "-m", "berth.cli.main", "system", "service"],
+                                     env=env, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + 30
+        while not self.sock.exists():
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.close()
+                raise RuntimeError("berth system service did not start")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(10)
 
 
 class _Setup:
@@ -74,14 +112,18 @@ def container_run_true(ctx: Context) -> list[Measurement]:
     name = "container-run-true"
     setup = _Setup(ctx)
     try:
+        inproc = {**setup.env, "BERTH_NO_SERVICE": "1"}
         tools = [_env_tool("berth", [BERTH, "run", "--rm", "--network", "none", IMAGE, "true"],
+                           inproc),
+                 _env_tool("berth (system service)", [*_client_script(), "run", "--rm",
+                                                      "--network", "none", IMAGE, "true"],
                            setup.env)]
         if setup.podman is not None:
             p = setup.podman
             tools.append(_env_tool("podman", p.argv("run", "--rm", "--network", "none",
                                                     "--runtime", "runc", IMAGE, "true"),
                                    p.env))
-        extra, hugetlb = _runtime_rows(ctx, setup, tools)
+        extra, hugetlb = _runtime_rows(ctx, setup, tools, inproc)
         runc = find_tool("runc")
         if runc is not None and not ctx.quick:
             bundle = make_bundle(ctx.workdir / "bundle", ("true",), rootfs=setup.rootfs)
@@ -97,9 +139,11 @@ def container_run_true(ctx: Context) -> list[Measurement]:
                 tools = [t for t in tools if t.name != "berth --runtime crun"]
                 extra.append(Measurement(name, "berth --runtime crun", "podman",
                                          status="error", note=f"hugetlb set-up failed: {e}"))
+        service = _Service(setup.env)
         try:
             measured = measure_interleaved(name, "podman", tools, ctx.n)
         finally:
+            service.close()
             if hugetlb is not None:
                 hugetlb.__exit__(None, None, None)
         return measured + extra + _skip_podman(name, setup)
@@ -107,8 +151,8 @@ def container_run_true(ctx: Context) -> list[Measurement]:
         setup.close()
 
 
-def _runtime_rows(ctx: Context, setup: _Setup, tools: list[Tool]) -> tuple[list[Measurement],
-                                                                         Any]:
+def _runtime_rows(ctx: Context, setup: _Setup, tools: list[Tool],
+                  env: dict[str, str]) -> tuple[list[Measurement], Any]:
     """Tools for `berth run --runtime runc|crun`; rows saying why one is skipped; the hugetlb
     set-up crun needs here (full mode), to enter around the measurement, or None."""
     from .runtime_run_true import HugetlbOnV1, hugetlb_setup_needed
@@ -129,7 +173,7 @@ def _runtime_rows(ctx: Context, setup: _Setup, tools: list[Tool]) -> tuple[list[
                 continue
             hugetlb = HugetlbOnV1()
         tools.append(_env_tool(tool, [BERTH, "run", "--rm", "--network", "none", "--runtime",
-                                      rt, IMAGE, "true"], setup.env))
+                                      rt, IMAGE, "true"], env))
     return out, hugetlb
 
 

@@ -69,7 +69,8 @@ class _Podman:
 def _env_tool(name: str, argv: list[str], env: dict[str, str], after=None) -> Tool:
     """A Tool whose command runs under `env` (run_timed passes no env: go through env(1))."""
     prefix = ["env", "-i", *(f"{k}={v}" for k, v in env.items() if k in (
-        "PATH", "BERTH_ROOT", "BERTH_RUN", "CONTAINERS_CONF", "HOME", "PYTHONPATH"))]
+        "PATH", "BERTH_ROOT", "BERTH_RUN", "CONTAINERS_CONF", "HOME", "PYTHONPATH",
+        "BERTH_NO_SERVICE"))]
     return Tool(name, lambda i: [*prefix, *argv], after or (lambda i, failed: None))
 
 

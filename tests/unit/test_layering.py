@@ -179,6 +179,10 @@ STARTUP = {
     "berth.runtime.cli": HEAVY + ("berth.store", "berth.image", "berth.engine", "berth.build"),
     # `berth --version` / `--help` load no command module.
     "berth.cli.main": HEAVY + ("berth.engine", "berth.build", "berth.store", "berth.image"),
+    # the `berth` script's fast path to the resident service: before anything heavy
+    "berth.cli.client": HEAVY + ("berth.engine", "berth.build", "berth.store", "berth.image",
+                                 "berth.runtime", "berth.cli.main", "socket", "selectors",
+                                 "enum", "json"),
 }
 
 

@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "events": "Get real time events from the server",
     "info": "Display system-wide information",
     "prune": "Remove unused data",
+    "service": "Run the resident service that makes berth commands start fast",
 }
 
 
@@ -32,7 +33,27 @@ def dispatch(name: str, args: list[str], path: str) -> int:
         from . import prune
         fn = prune.df if name == "df" else prune.system_prune
         return guarded(lambda: fn(args, path))
+    if name == "service":
+        return guarded(lambda: _service(args, path))
     return guarded(lambda: _check(args, path))
+
+
+SERVICE_HELP = """Run the resident service that makes berth commands start fast
+
+In the foreground, until SIGTERM or SIGINT: it listens on $BERTH_RUN/berth.sock (mode 0600;
+only its own user is served), with every berth module imported once. The `berth` script hands
+each command (arguments, environment, working directory, umask and standard streams) to it,
+and it runs the command in a forked process, so the command skips the interpreter start and
+imports. Without the service, or with BERTH_NO_SERVICE=1, berth runs commands in process.
+Stopping the service leaves running containers alone."""
+
+
+def _service(args: list[str], path: str) -> int:
+    from berth.cli import client, service
+    from berth.engine.context import run_dir
+    cmd = Command(path, "[OPTIONS]", SERVICE_HELP, [], max_args=0)
+    cmd.parse(args)
+    return service.main(client.socket_path({"BERTH_RUN": run_dir()}))
 
 
 def _check(args: list[str], path: str) -> int:
