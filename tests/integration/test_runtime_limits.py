@@ -30,7 +30,10 @@ def test_memory_hog_is_oom_killed_and_nothing_else(rt, bundle):
     limits = {"memory": {"limit": 32 * MiB, "swap": 32 * MiB}}
     script = ('cg=/sys/fs/cgroup/memory; echo "limit=$(cat $cg/memory.limit_in_bytes)";'
               ' echo "memsw=$(cat $cg/memory.memsw.limit_in_bytes)";'
-              ' head -c 209715200 /dev/zero | tail > /dev/null; echo "status=$?";'
+              # tail makes itself the OOM killer's first choice (raising one's own score
+              # needs no privilege), so the shell, PID 1, is never the one picked by chance
+              ' head -c 209715200 /dev/zero | sh -c "echo 1000 > /proc/self/oom_score_adj;'
+              ' exec tail" > /dev/null; echo "status=$?";'
               ' grep "^oom_kill " $cg/memory.oom_control | sed "s/ /=/"; echo alive=yes')
     f = facts(rt.run_ok(bundle(sh(script), linux={"resources": limits}), "oom1", timeout=60))
     assert f["limit"] == str(32 * MiB) and f["memsw"] == str(32 * MiB)
