@@ -3,6 +3,7 @@ with the test's own BERTH_ROOT and BERTH_RUN (set by the berth_env fixture)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -27,3 +28,12 @@ def remove_all_containers() -> None:
     ids = berth("ps", "-aq", check=False).stdout.split()
     if ids:
         berth("rm", "-f", *ids, check=False)
+
+
+def ip_of(container: str, network: str) -> str:
+    """The running container's address on `network`, as `network inspect` shows it."""
+    doc = json.loads(berth("network", "inspect", network).stdout)[0]
+    for c in doc["Containers"].values():
+        if c["Name"] == container:
+            return str(c["IPv4Address"].split("/")[0])
+    raise AssertionError(f"{container} not on {network}: {doc['Containers']}")

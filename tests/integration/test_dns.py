@@ -6,21 +6,12 @@ own (nothing is sent off this machine)."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
-from helpers.cli import berth
+from helpers.cli import berth, ip_of
 
 IDLE = "sleep 1000"
-
-
-def ip_of(container: str, network: str) -> str:
-    doc = json.loads(berth("network", "inspect", network).stdout)[0]
-    for c in doc["Containers"].values():
-        if c["Name"] == container:
-            return c["IPv4Address"].split("/")[0]
-    raise AssertionError(f"{container} not on {network}: {doc['Containers']}")
 
 
 def sh(container: str, script: str, check: bool = True) -> str:

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from helpers.cli import berth
+from helpers.cli import berth, ip_of
 
 SERVE = "echo hello-from-srv > /tmp/i; while true; do nc -l -p 80 < /tmp/i; done"
 
@@ -23,14 +23,6 @@ def bridges() -> set[str]:
 def nft_table() -> str:
     r = subprocess.run(["nft", "list", "table", "ip", "berth"], capture_output=True, text=True)
     return r.stdout if r.returncode == 0 else ""
-
-
-def ip_of(container: str, network: str) -> str:
-    doc = json.loads(berth("network", "inspect", network).stdout)[0]
-    for c in doc["Containers"].values():
-        if c["Name"] == container:
-            return c["IPv4Address"].split("/")[0]
-    raise AssertionError(f"{container} not on {network}: {doc['Containers']}")
 
 
 def host_address() -> str | None:

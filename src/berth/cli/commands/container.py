@@ -230,11 +230,7 @@ def _run(args: list[str], path: str) -> int:
         # we look; an open descriptor still reads what it wrote
         log_fd = os.open(eng.log_path(c.id), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
     try:
-        try:
-            eng.start(c.id, stdin=stdin_r)
-        finally:
-            if stdin_r is not None:
-                os.close(stdin_r)
+        _start_with_stdin(eng, c.id, stdin_r)
     except (CommandNotFound, CommandNotInvokable) as e:
         print(f"Error: failed to start container {c.short_id}: {e}", file=sys.stderr)
         eng.destroy(c.id, volumes=True)
@@ -512,17 +508,23 @@ def _start(args: list[str], path: str) -> int:
     if opts["interactive"] and c.config.get("interactive"):
         stdin_r, feed = os.pipe()
     try:
-        try:
-            eng.start(c.id, stdin=stdin_r)
-        finally:
-            if stdin_r is not None:
-                os.close(stdin_r)
+        _start_with_stdin(eng, c.id, stdin_r)
     except BaseException:
         os.close(log_fd)
         raise
     if feed is not None:
         _feed_stdin(feed)
     return _follow_until_exit(eng, c.id, log_fd=log_fd)
+
+
+def _start_with_stdin(eng: Any, cid: str, stdin_r: int | None) -> None:
+    """Start `cid` with `stdin_r` (the read end of our pipe, or None) as its stdin; our copy
+    of the read end is closed either way (the monitor holds its own)."""
+    try:
+        eng.start(cid, stdin=stdin_r)
+    finally:
+        if stdin_r is not None:
+            os.close(stdin_r)
 
 
 def _log_end(eng: Any, cid: str) -> int:
