@@ -493,8 +493,8 @@ class Engine:
                                  {"name": name, "oldName": "/" + c.name})
         if self.db.read("SELECT 1 FROM endpoints WHERE container_id = ? LIMIT 1", (c.id,)):
             from . import dns  # DNS: its new name in its networks' tables
-            from .networks import _locked, _root_lock
-            with _locked(_root_lock(str(self.run))):
+            from .networks import locked, root_lock
+            with locked(root_lock(str(self.run))):
                 dns.refresh_container(self.db, str(self.run), c.id)
 
     def export(self, ref: str, out: Any) -> None:

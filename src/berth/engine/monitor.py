@@ -134,12 +134,12 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     os.close(out_w)
     os.close(err_w)
     db = Database(root)
-    tty, rt_name, netmode = db.read(
-        "SELECT json_extract(config, '$.tty'), json_extract(config, '$.runtime'), "
-        "json_extract(config, '$.network') FROM containers WHERE id = ?", (cid,))[0]
-    tty = bool(tty)
+    # the container's options, read once: runtime, terminal, network mode, ports, health, log
+    record = json.loads(db.read("SELECT config FROM containers WHERE id = ?", (cid,))[0][0])
+    tty = bool(record.get("tty"))
+    netmode = record.get("network") or ""
     from .runtimes import open_runtime  # --runtime: in-process (default) or a binary
-    rt = open_runtime(run, rt_name)
+    rt = open_runtime(run, record.get("runtime"))
     master = -1
     mounted = False
     dns = None  # DNS: sockets on 127.0.0.11:53 in its netns, for the pump (engine/dns.py)
@@ -166,8 +166,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
             from .dns import listen as listen_dns  # DNS: on a user-defined network
             dns = listen_dns(db, run, cid, init_pid)
         held = []  # published ports: the host ports' sockets, held until the monitor exits
-        if db.read("SELECT 1 FROM containers WHERE id = ? AND json_array_length(config, "
-                   "'$.ports') > 0", (cid,)):
+        if record.get("ports"):
             from .ports import publish
             held = publish(db, cid)
             for sock in held:
@@ -227,7 +226,6 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
                              (cid,)).fetchone()
     if status_fd is None and stopped and stopped[0]:  # stopped or removed while it restarted:
         os.kill(init_pid, 9)  # it dies at once (finish then keeps it down)
-    record = json.loads(db.read("SELECT config FROM containers WHERE id = ?", (cid,))[0][0])
     check = record.get("healthcheck")
     log_opts = record.get("log") or {}
     db.close()

@@ -406,7 +406,7 @@ def _endpoints(db: Database, cid: str) -> list[Endpoint]:
 
 
 @contextlib.contextmanager
-def _locked(path: str) -> Iterator[None]:
+def locked(path: str) -> Iterator[None]:
     import fcntl
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -417,7 +417,7 @@ def _locked(path: str) -> Iterator[None]:
         os.close(fd)
 
 
-def _root_lock(run: str) -> str:
+def root_lock(run: str) -> str:
     return os.path.join(run, "locks", "networks")
 
 
@@ -462,7 +462,7 @@ def attach(db: Database, root: str, run: str, cid: str, pid: int,
         return
     from pyroute2 import IPRoute
     try:
-        with _locked(_root_lock(run)), IPRoute() as ipr:
+        with locked(root_lock(run)), IPRoute() as ipr:
             inside = []
             for ep in eps:
                 br, n = _ensure_bridge(db, ipr, ep.network)
@@ -643,7 +643,7 @@ def detach(db: Database, run: str, cid: str, *, events: bool = True,
     if not eps or not _attached(cid, eps):
         return
     from pyroute2 import IPRoute
-    with _locked(_root_lock(run)), IPRoute() as ipr:
+    with locked(root_lock(run)), IPRoute() as ipr:
         for ep in eps:
             for idx in ipr.link_lookup(ifname=ep.host_veth(cid)):
                 with contextlib.suppress(Exception):
@@ -746,7 +746,7 @@ def disconnect(db: Database, run: str, network: str, container: str, *,
                    (cid, n.id))
     if status in ("running", "restarting"):
         from . import dns  # the networks its embedded DNS looks in
-        with _locked(_root_lock(run)):
+        with locked(root_lock(run)):
             dns.write_index(db, run, cid)
     if status in ("running", "restarting") and pid:
         left = [e for e in _endpoints(db, cid) if e.network.driver == "bridge" and e.ip
@@ -824,7 +824,7 @@ def settings(db: Database, cid: str, running: bool) -> dict[str, Any]:
 
 # --- firewall ---------------------------------------------------------------------------------
 
-def _nft(script: str, check: bool = True) -> Any:
+def nft(script: str, check: bool = True) -> Any:
     import shutil
     import subprocess
     nft = shutil.which("nft") or "/usr/sbin/nft"
@@ -850,20 +850,20 @@ def firewall_script() -> str:
 
 
 def firewall_add(bridge: str) -> None:
-    with _locked(NFT_LOCK):
-        if _nft(f"list table ip {TABLE}\n", check=False).returncode != 0:
-            _nft(firewall_script())
-        _nft(f'add element ip {TABLE} bridges {{ "{bridge}" }}\n'
+    with locked(NFT_LOCK):
+        if nft(f"list table ip {TABLE}\n", check=False).returncode != 0:
+            nft(firewall_script())
+        nft(f'add element ip {TABLE} bridges {{ "{bridge}" }}\n'
              f'add element ip {TABLE} same {{ "{bridge}" . "{bridge}" }}\n')
 
 
 def firewall_remove(bridge: str) -> None:
     """Forget `bridge`; the table goes with the last berth bridge."""
-    with _locked(NFT_LOCK):
-        if _nft(f"list table ip {TABLE}\n", check=False).returncode != 0:
+    with locked(NFT_LOCK):
+        if nft(f"list table ip {TABLE}\n", check=False).returncode != 0:
             return
-        _nft(f'delete element ip {TABLE} bridges {{ "{bridge}" }}\n', check=False)
-        _nft(f'delete element ip {TABLE} same {{ "{bridge}" . "{bridge}" }}\n', check=False)
-        listing = _nft(f"list set ip {TABLE} bridges\n", check=False).stdout
+        nft(f'delete element ip {TABLE} bridges {{ "{bridge}" }}\n', check=False)
+        nft(f'delete element ip {TABLE} same {{ "{bridge}" . "{bridge}" }}\n', check=False)
+        listing = nft(f"list set ip {TABLE} bridges\n", check=False).stdout
         if "elements" not in listing:
-            _nft(f"delete table ip {TABLE}\n", check=False)
+            nft(f"delete table ip {TABLE}\n", check=False)

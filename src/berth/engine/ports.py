@@ -60,6 +60,8 @@ from typing import Any
 
 from berth.errors import Conflict, InvalidArgument
 
+from .networks import NFT_LOCK, locked, nft
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from berth.store.db import Database
@@ -301,7 +303,7 @@ def _reserve(host_ip: str, port: int, proto: str) -> Any:
 
 def _allocated(port: int, proto: str) -> bool:
     """Whether a berth container (of any BERTH_ROOT) publishes proto/port: a rule says so."""
-    listing = _nft("list table ip berth\n", check=False).stdout
+    listing = nft("list table ip berth\n", check=False).stdout
     return re.search(rf"\b{proto} dport {port} dnat\b", listing) is not None
 
 
@@ -353,11 +355,6 @@ def _take(b: Binding, taken: set[tuple[str, int]]) -> tuple[int, Any]:
 
 # --- effects: nftables -----------------------------------------------------------------------------
 
-def _nft(script: str, check: bool = True) -> Any:
-    from .networks import _nft as nft
-    return nft(script, check)
-
-
 def _chain(cid: str) -> str:
     return f"pub-{cid[:12]}"
 
@@ -385,8 +382,8 @@ def _base_script() -> str:
 
 
 def _ensure_base() -> None:
-    if _nft("list chain ip berth publish\n", check=False).returncode != 0:
-        _nft(_base_script())
+    if nft("list chain ip berth publish\n", check=False).returncode != 0:
+        nft(_base_script())
 
 
 def _rules(cid: str, ip: str, bound: Sequence[Mapping[str, Any]]) -> str:
@@ -423,8 +420,8 @@ def _delete_chain(chain: str) -> None:
     script = "".join(f"delete rule ip berth publish handle {h}\n" for h in re.findall(
         rf"jump {chain}\b.*# handle (\d+)", _handles_listing()))
     if script:
-        _nft(script, check=False)
-    _nft(f"flush chain ip berth {chain}\ndelete chain ip berth {chain}\n", check=False)
+        nft(script, check=False)
+    nft(f"flush chain ip berth {chain}\ndelete chain ip berth {chain}\n", check=False)
 
 
 def _handles_listing() -> str:
@@ -446,7 +443,7 @@ def _sysctl(bridge: str, name: str, value: str = "1") -> None:
 
 
 def _berth_bridges() -> list[str]:
-    out = _nft("list set ip berth bridges\n", check=False).stdout
+    out = nft("list set ip berth bridges\n", check=False).stdout
     m = re.search(r"elements = \{([^}]*)\}", out, re.S)
     return [n.strip().strip('"') for n in m.group(1).split(",")] if m else []
 
@@ -454,7 +451,7 @@ def _berth_bridges() -> list[str]:
 def bridge_up(bridge: str) -> None:
     """A berth bridge just appeared: while ports are published (the publish chain exists), its
     containers may reach them through the host, which forwards what comes in on it."""
-    if _nft("list chain ip berth publish\n", check=False).returncode == 0:
+    if nft("list chain ip berth publish\n", check=False).returncode == 0:
         _sysctl(bridge, "forwarding")
 
 
@@ -475,11 +472,10 @@ def publish(db: Database, cid: str) -> list[Any]:
         return []
     ip, nid = eps[0]
     bridge = f"br-{nid[:12]}"
-    from .networks import NFT_LOCK, _locked
     held: list[Any] = []
     bound: list[dict[str, Any]] = []
     try:
-        with _locked(NFT_LOCK):
+        with locked(NFT_LOCK):
             taken: set[tuple[str, int]] = set()
             for b in bindings:
                 port, sock = _take(b, taken)
@@ -489,9 +485,9 @@ def publish(db: Database, cid: str) -> list[Any]:
                               "proto": b.proto})
             _ensure_base()
             _delete_rules(cid)  # left by a monitor that died
-            for stale in _stale_chains(_nft("list table ip berth\n").stdout, bound):
+            for stale in _stale_chains(nft("list table ip berth\n").stdout, bound):
                 _delete_chain(stale)
-            _nft(_rules(cid, ip, bound))
+            nft(_rules(cid, ip, bound))
             _sysctl(bridge, "route_localnet")
             for br in _berth_bridges():
                 _sysctl(br, "forwarding")
@@ -518,9 +514,8 @@ class _suppress:
 def unpublish(db: Database, cid: str) -> None:
     """The container's rules go and its record forgets the host ports it held (the sockets
     close with its monitor)."""
-    from .networks import NFT_LOCK, _locked
-    with _locked(NFT_LOCK):
-        if _nft("list chain ip berth publish\n", check=False).returncode == 0:
+    with locked(NFT_LOCK):
+        if nft("list chain ip berth publish\n", check=False).returncode == 0:
             _delete_rules(cid)
     with db.transaction() as tx:
         tx.execute("UPDATE containers SET config = json_remove(config, '$.ports_bound') "
