@@ -133,7 +133,7 @@ def container_run_true(ctx: Context) -> list[Measurement]:
         if hugetlb is not None:
             try:
                 hugetlb.__enter__()
-            except (OSError, subprocess.CalledProcessError) as e:
+            except OSError as e:
                 hugetlb.__exit__(None, None, None)
                 hugetlb = None
                 tools = [t for t in tools if t.name != "berth --runtime crun"]
@@ -155,7 +155,7 @@ def _runtime_rows(ctx: Context, setup: _Setup, tools: list[Tool],
                   env: dict[str, str]) -> tuple[list[Measurement], Any]:
     """Tools for `berth run --runtime runc|crun`; rows saying why one is skipped; the hugetlb
     set-up crun needs here (full mode), to enter around the measurement, or None."""
-    from .runtime_run_true import HugetlbOnV1, hugetlb_setup_needed
+    from helpers.hugetlb import HugetlbOnV1, setup_needed as hugetlb_setup_needed
     name = "container-run-true"
     out: list[Measurement] = []
     hugetlb = None

@@ -261,15 +261,19 @@ def test_host_ip_not_of_this_machine(image: str) -> None:
 
 
 def monitor_pid(cid: str) -> int:
+    """The pid of the container's bare monitor (_pump.py, after the monitor's grace period)."""
     import os
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                argv = open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")
-            except OSError:
-                continue
-            if argv[0] == b"berth-monitor" and cid.encode() in argv:
-                return int(p)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for p in os.listdir("/proc"):
+            if p.isdigit():
+                try:
+                    argv = open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")
+                except OSError:
+                    continue
+                if argv[0] == b"berth-monitor" and cid.encode() in argv:
+                    return int(p)
+        time.sleep(0.05)
     raise AssertionError(f"no monitor for {cid}")
 
 

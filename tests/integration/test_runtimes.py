@@ -16,76 +16,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from helpers import hugetlb
 from helpers.cli import BERTH, berth
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from conftest import BerthEnv
-
-HUGETLB = Path("/sys/fs/cgroup/hugetlb")
-
-
-def _cgroup2_mount() -> Path | None:
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if right.split()[:1] == ["cgroup2"]:
-                return Path(left.split()[4])
-    return None
-
-
-def _hugetlb_hierarchy() -> int | None:
-    """The v1 hierarchy id hugetlb is bound to (0: cgroup2), from /proc/cgroups."""
-    with open("/proc/cgroups") as f:
-        for line in f:
-            fields = line.split()
-            if fields and fields[0] == "hugetlb":
-                return int(fields[1])
-    return None
-
-
-def _crun_needs_hugetlb_moved() -> bool:
-    mnt = _cgroup2_mount()
-    if mnt is None or mnt == Path("/sys/fs/cgroup"):
-        return False
-    try:
-        return bool((mnt / "cgroup.controllers").read_text().split())
-    except OSError:
-        return False
-
-
-def _disable_hugetlb_on_cgroup2_root() -> bool:
-    """Take hugetlb out of cgroup2's root subtree_control when it is there and no cgroup
-    below has it in its own; True when done (to be undone)."""
-    mnt = _cgroup2_mount()
-    if mnt is None or "hugetlb" not in (mnt / "cgroup.subtree_control").read_text().split():
-        return False
-    for d in mnt.iterdir():
-        ctl = d / "cgroup.subtree_control"
-        if d.is_dir() and ctl.exists() and "hugetlb" in ctl.read_text().split():
-            return False
-    try:
-        (mnt / "cgroup.subtree_control").write_text("-hugetlb")
-    except OSError:
-        return False
-    return True
-
-
-def _enable_hugetlb_on_cgroup2_root() -> None:
-    mnt = _cgroup2_mount()
-    if mnt is not None:
-        try:
-            (mnt / "cgroup.subtree_control").write_text("+hugetlb")
-        except OSError:
-            pass
-
 
 @pytest.fixture
 def crun_ready(berth_env: BerthEnv) -> Iterator[None]:
@@ -93,56 +34,21 @@ def crun_ready(berth_env: BerthEnv) -> Iterator[None]:
     after the leak check's first look and undone before its second), or the test skipped."""
     if shutil.which("crun") is None:
         pytest.skip("crun is not installed (scripts/install.sh --test installs it)")
-    if not _crun_needs_hugetlb_moved():
+    if not hugetlb.setup_needed():
         yield
         return
-    created_dir = False
-    if not HUGETLB.exists():
-        HUGETLB.mkdir()
-        created_dir = True
-    # A cgroup made on cgroup2 (by berth, runc, podman) leaves hugetlb enabled in the root's
-    # subtree_control, as runc leaves it; the v1 mount is then refused (EBUSY). Take it off
-    # for the test when no cgroup below uses it, and put it back afterwards.
-    disabled = _disable_hugetlb_on_cgroup2_root()
-    r = subprocess.run(["mount", "-t", "cgroup", "-o", "hugetlb", "cgroup", str(HUGETLB)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        if disabled:
-            _enable_hugetlb_on_cgroup2_root()
-        if created_dir:
-            HUGETLB.rmdir()
-        mnt = _cgroup2_mount()
-        enabled = (mnt / "cgroup.subtree_control").read_text().split() if mnt else []
-        why = ("cgroup2's root has hugetlb in cgroup.subtree_control" if "hugetlb" in enabled
-               else r.stderr.strip().replace("\n", " "))
+    moved = hugetlb.HugetlbOnV1()
+    try:
+        moved.__enter__()
+    except OSError as e:
         pytest.skip("crun 1.8 refuses this hybrid cgroup layout while cgroup2 holds hugetlb, "
-                    f"and binding hugetlb to a v1 hierarchy was refused ({why}); the test does "
+                    f"and binding hugetlb to a v1 hierarchy was refused ({e}); the test does "
                     "not change the host's cgroup2 to allow it")
     try:
         yield
     finally:
-        for d in sorted(HUGETLB.rglob("*/"), key=lambda p: len(p.parts), reverse=True):
-            if d.is_dir():
-                try:
-                    d.rmdir()
-                except OSError:
-                    pass
-        subprocess.run(["umount", str(HUGETLB)], check=False)
-        # the hierarchy is freed asynchronously: wait until hugetlb is back on cgroup2
-        deadline = time.monotonic() + 30
-        while _hugetlb_hierarchy() not in (0, None) and time.monotonic() < deadline:
-            time.sleep(0.05)
-            if _hugetlb_hierarchy() not in (0, None):
-                subprocess.run(["mount", "-t", "cgroup", "-o", "hugetlb", "cgroup",
-                                str(HUGETLB)], check=False, capture_output=True)
-                subprocess.run(["umount", str(HUGETLB)], check=False, capture_output=True)
-        if disabled:
-            _enable_hugetlb_on_cgroup2_root()
-        if created_dir:
-            try:
-                HUGETLB.rmdir()
-            except OSError:
-                pass
+        moved.__exit__(None, None, None)
+        assert moved.restored, "hugetlb is still bound to a v1 hierarchy"
 
 
 @pytest.fixture(params=["runc", "crun"])

@@ -84,6 +84,17 @@ def test_exit_codes_and_streams(service: Service, image: str) -> None:
     assert r.returncode == 125 and b"'no-such-command' is not a berth command" in r.stderr
 
 
+def test_short_and_long_containers_end_the_same(service: Service, image: str) -> None:
+    """Over within the monitor's grace period (finished by the monitor) or after it (the
+    finish handed over to the waiting command, the service's child): the same output, code
+    and --rm (tests/integration/test_monitor_paths.py has the in-process cases)."""
+    for pause in ("0", "0.6"):
+        r = cli("run", "--rm", "--network", "none", image, "sh", "-c",
+                f"printf a; sleep {pause}; echo b; echo c >&2; exit 9")
+        assert (r.returncode, r.stdout, r.stderr) == (9, b"ab\n", b"c\n")
+    assert berth("ps", "-aq").stdout == ""
+
+
 def test_the_commands_run_in_the_service(service: Service, image: str) -> None:
     p = subprocess.Popen([*CLIENT, "run", "--rm", "--network", "none", image, "sleep", "2"])
     end = time.monotonic() + 10

@@ -1,14 +1,17 @@
 """The idle life of a container's monitor: copy its output to the json-file log, reap it.
 
-Run as `python -S -I _pump.py OUT_FD ERR_FD LOG PID SYS_PATH ROOT RUN CID ATTACH_SOCKET MAX_SIZE
-MAX_FILE [DNS_FDS DNS_INDEX]` by
-engine/monitor.py (with a terminal, OUT_FD is the pty master, ERR_FD the socket listening at
-ATTACH_SOCKET for clients),
+Run as `python -S -I -c LAUNCHER OUT_FD ERR_FD LOG PID SYS_PATH ROOT RUN CID ATTACH_SOCKET
+MAX_SIZE MAX_FILE DNS_FDS DNS_INDEX HANDOVER_FD [OUT_PARTIAL ERR_PARTIAL]` by engine/monitor.py
+(LAUNCHER imports this module from its directory, so from cached bytecode, and calls `main`;
+with a terminal, OUT_FD is the pty master, ERR_FD the socket listening at ATTACH_SOCKET for
+clients; a stream already closed is -1, and the PARTIALs, in hex, are the unfinished last lines
+the monitor read before the exec),
 which exec()s into it once the container runs: the same process (still the container's parent
 and subreaper) without the engine's modules, so an idle container costs an interpreter with
 `os`, `select` and `time` and nothing else. When both pipes close and the container is reaped,
-it puts SYS_PATH (os.pathsep-separated) on sys.path and calls berth.engine.monitor.finish with
-the exit code: only then are the engine's modules imported.
+it offers the finish to the `run` waiting in the foreground (HANDOVER_FD, see `hand_over`), and
+when nobody takes it puts SYS_PATH (os.pathsep-separated) on sys.path and calls
+berth.engine.monitor.finish with the exit code: only then are the engine's modules imported.
 
 On a user-defined network it also answers DNS: DNS_FDS is "UDP,TCP", sockets the monitor bound
 to 127.0.0.11:53 in the container's network namespace, DNS_INDEX the file that names the name
@@ -168,8 +171,13 @@ class Dns:
         os.close(pidfd)
 
 
-def pump(log: "Log", streams: dict, dns: "Dns | None" = None) -> None:
-    partial = {fd: b"" for fd in streams}
+def pump(log: "Log", streams: dict, dns: "Dns | None" = None, partial: "dict | None" = None,
+         deadline: "float | None" = None) -> dict:
+    """Copy the streams ({fd: "stdout" or "stderr"}) to the log until they close. `partial`:
+    the unfinished line of each, carried over from an earlier pump. With `deadline` (a
+    time.monotonic()) it stops then and returns the unfinished lines of the streams still
+    open; else (and when all closed in time) it returns {}."""
+    partial = {fd: (partial or {}).get(fd, b"") for fd in streams}
     out = log
     poller = select.poll()
     for fd in streams:
@@ -178,7 +186,12 @@ def pump(log: "Log", streams: dict, dns: "Dns | None" = None) -> None:
         dns.register(poller)
     live = set(streams)
     while live:
-        for fd, _ev in poller.poll():
+        timeout = None
+        if deadline is not None:
+            timeout = int((deadline - time.monotonic()) * 1000)
+            if timeout <= 0:
+                return {fd: partial[fd] for fd in live}
+        for fd, _ev in poller.poll(timeout):
             if dns is not None and dns.owns(fd):
                 dns.handle(fd, poller)
                 continue
@@ -198,6 +211,7 @@ def pump(log: "Log", streams: dict, dns: "Dns | None" = None) -> None:
                 partial[fd] = b""
             if chunk:
                 out.write(chunk)
+    return {}
 
 
 _REPLAY = 1 << 16  # what a terminal printed before anyone attached, shown to the first client
@@ -327,6 +341,34 @@ def reap(pid: int) -> int:
             return os.WEXITSTATUS(status)
 
 
+_CLAIM_WAIT = 2.0  # seconds the waiting CLI has to claim the finish before the pump does it
+
+
+def hand_over(fd: int, code: int) -> bool:
+    """Offer the finish to the CLI waiting on the other end of `fd` (a `run` or `start -a` in
+    the foreground, which has the engine loaded: it saves this process importing it). The
+    exchange: we send the exit code and a newline; the CLI answers b"c" (claim), we answer
+    b"g" (go), and after finishing it sends b"d". True when it said "d". No claim within
+    _CLAIM_WAIT, or the CLI gone before "d" (finish is safe to run again), is False: then
+    this process finishes. A claim that comes after we gave up meets a closed socket and no
+    "g", so exactly one side finishes."""
+    if fd < 0:
+        return False
+    try:
+        os.write(fd, b"%d\n" % code)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(int(_CLAIM_WAIT * 1000)) or os.read(fd, 1) != b"c":
+            return False
+        os.write(fd, b"g")
+        return os.read(fd, 1) == b"d"
+    except OSError:  # the CLI went away (EPIPE, ECONNRESET)
+        return False
+    finally:
+        with contextlib_suppress():
+            os.close(fd)
+
+
 def main(argv: list) -> None:
     out_fd, err_fd, log, pid = int(argv[1]), int(argv[2]), argv[3], int(argv[4])
     paths, root, run, cid = argv[5].split(os.pathsep), argv[6], argv[7], argv[8]
@@ -336,16 +378,22 @@ def main(argv: list) -> None:
     dns = None
     if len(argv) > 13 and argv[12]:
         dns = Dns([int(x) for x in argv[12].split(",")], argv[13])
+    handover = int(argv[14]) if len(argv) > 14 else -1
+    partial = {out_fd: bytes.fromhex(argv[15]) if len(argv) > 15 else b"",
+               err_fd: bytes.fromhex(argv[16]) if len(argv) > 16 else b""}
     out = Log(log, max_size, max_file)
     if attach:
         pump_tty(out, out_fd, err_fd, attach, dns)
-    else:
-        pump(out, {out_fd: "stdout", err_fd: "stderr"}, dns)
+    else:  # a stream the monitor saw close is -1
+        pump(out, {fd: name for fd, name in ((out_fd, "stdout"), (err_fd, "stderr"))
+                   if fd >= 0}, dns, partial)
     out.close()
     if dns is not None:
         dns.serve_until_exit(pid)
         dns.close()
     code = reap(pid)
+    if hand_over(handover, code):
+        os._exit(0)
     sys.path[:0] = [p for p in paths if p]
     from berth.engine.monitor import finish
     try:

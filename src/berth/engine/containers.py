@@ -105,8 +105,12 @@ class Engine:
         self.images = ImageStore(self.root, in_use=self.users_of)
         self.db = self.images.db
         self.dir = self.root / "containers"
+        self._handovers: dict[str, Any] = {}  # cid -> our end of monitor.spawn's pair
 
     def close(self) -> None:
+        for sock in self._handovers.values():
+            sock.close()
+        self._handovers.clear()
         self.images.close()
 
     # -- records --------------------------------------------------------------------------------
@@ -319,8 +323,11 @@ class Engine:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self, ref: str, stdin: int | None = None) -> Container:
-        """Start the container under a new monitor; `stdin`: see monitor.spawn."""
+    def start(self, ref: str, stdin: int | None = None, wait_here: bool = False) -> Container:
+        """Start the container under a new monitor; `stdin`: see monitor.spawn. `wait_here`:
+        this process waits for the container's end (`run`, `start -a`) and offers to do the
+        monitor's finish then (`finish_here`); not with a restart policy, whose finish may
+        start the container again and must stay the monitor's."""
         c = self.get(ref)
         if c.status in ("running", "restarting"):
             return c
@@ -328,8 +335,37 @@ class Engine:
             tx.execute("UPDATE containers SET stopped_by_user = 0, restart_count = 0 "
                        "WHERE id = ?", (c.id,))
         from .monitor import spawn
-        spawn(self, c, stdin)
+        policy = (c.config.get("restart") or {}).get("name", "no")
+        sock = spawn(self, c, stdin, handover=wait_here and policy == "no")
+        if sock is not None:
+            self._handovers[c.id] = sock
         return self.get(c.id)
+
+    def handover(self, cid: str) -> Any:
+        """The socket on which the monitor of a container we started with `wait_here` offers
+        its finish (readable when the container is gone), or None."""
+        return self._handovers.get(cid)
+
+    def finish_here(self, cid: str) -> int | None:
+        """Take the finish the monitor offers (see _pump.hand_over) and do it in this process,
+        which has the engine loaded (the monitor would import it: tens of ms on every `run`).
+        The exit code, or None when the monitor keeps the finish (then wait for it as usual).
+        If the finish fails here the monitor is let go without "done" and does it itself."""
+        from .monitor import finish, finished, take_exit
+        sock = self._handovers.pop(cid)
+        code = take_exit(sock)
+        if code is None:
+            sock.close()
+            return None
+        try:
+            finish(str(self.root), str(self.run), cid, code)
+        except Exception:  # noqa: BLE001 - the monitor, seeing no "done", finishes instead
+            sock.close()
+            return None
+        finished(sock)
+        with contextlib.suppress(FileNotFoundError):  # an --rm container's code: we have it
+            self.exit_file(cid).unlink()
+        return code
 
     def run_attached(self, ref: str, *, stdout: int, stderr: int) -> int:
         """Run a created container in this process until it exits, with stdin on /dev/null

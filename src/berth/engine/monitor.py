@@ -8,13 +8,17 @@ a pipe that the container started, or why it did not. The monitor then
   2. creates and starts the container with berth's in-process runtime (or the binary named by
      --runtime: engine/runtimes.py), with stdin on /dev/null
      and stdout/stderr on two pipes it holds (so the two streams stay apart),
-  3. exec()s into engine/_pump.py (a bare interpreter: the idle cost of a container), which
+  3. on a first start without a terminal, pumps the output itself for _GRACE seconds: a
+     container over by then is reaped and finished here, loaded (`_grace`), else
+  4. exec()s into engine/_pump.py (a bare interpreter: the idle cost of a container), which
      writes what the container prints to docker's json-file log
      (`{"log":"…\\n","stream":"stdout","time":"…"}` per line) and, on a user-defined network,
      answers DNS on 127.0.0.11:53 in the container's network namespace (engine/dns.py), and
-  4. reaps it (the monitor is its subreaper), then imports and calls `finish`, which deletes the runtime state, unmounts, records exit code, time and a `die`
-     event, and removes an `--rm` container (leaving its exit code in `<run>/exits/<id>` for
-     the `run` that waits on it).
+  5. reaps it (the monitor is its subreaper), offers `finish` to the CLI waiting in the
+     foreground (`take_exit`, _pump.hand_over), and else imports and calls it: `finish`
+     deletes the runtime state, unmounts, records exit code, time and a `die` event, and
+     removes an `--rm` container (leaving its exit code in `<run>/exits/<id>` for the `run`
+     that waits on it).
 
 After the fork the monitor closes the CLI's database connection before anything else (SQLite
 keeps per-process lock state) and opens its own; it leaves by exec or os._exit, so nothing of
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 import traceback
@@ -47,13 +52,59 @@ class CommandNotInvokable(RuntimeFailure):
     exit_code = 126
 
 
-def spawn(engine: Any, c: Any, stdin: int | None = None) -> None:
+def spawn(engine: Any, c: Any, stdin: int | None = None,
+          handover: bool = False) -> socket.socket | None:
     """Start the container's monitor; `stdin` (the read end of a pipe the CLI writes to, for
-    `run -i`) becomes the container's stdin, else /dev/null."""
+    `run -i`) becomes the container's stdin, else /dev/null. With `handover` it returns our
+    end of a socket pair over which the monitor offers us its `finish` when the container
+    exits (`take_exit`): a CLI waiting in the foreground has the engine loaded already."""
     from berth.image.unpack import prepare_rootfs
     from berth.runtime import container  # noqa: F401 - loaded once, before the fork
     from berth.store import mount  # noqa: F401
     [plan] = prepare_rootfs(engine.images, c.image_id, c.id)
+    ours = theirs = None
+    if handover:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        _spawn(engine, c, plan, stdin, theirs.fileno() if theirs is not None else None)
+    except BaseException:
+        if ours is not None:
+            ours.close()
+        raise
+    finally:
+        if theirs is not None:
+            theirs.close()
+    return ours
+
+
+def take_exit(sock: socket.socket) -> int | None:
+    """The CLI's side of _pump.hand_over: wait for the exit code the monitor offers and claim
+    the finish. The code when it is ours to finish (call `finish`, then `finished`); None when
+    the monitor keeps it (it offered nothing, or gave up waiting for our claim)."""
+    data = b""
+    try:
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(16)
+            if not chunk:
+                return None
+            data += chunk
+        code = int(data)
+        sock.sendall(b"c")
+        if sock.recv(1) != b"g":
+            return None
+    except (OSError, ValueError):
+        return None
+    return code
+
+
+def finished(sock: socket.socket) -> None:
+    """Tell the monitor that the finish it handed over is done: it exits without one."""
+    with _suppress():
+        sock.sendall(b"d")
+    sock.close()
+
+
+def _spawn(engine: Any, c: Any, plan: Any, stdin: int | None, handover: int | None) -> None:
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -65,7 +116,8 @@ def spawn(engine: Any, c: Any, stdin: int | None = None) -> None:
             engine.close()
             os.setsid()
             if os.fork() == 0:
-                _launch(str(engine.root), str(engine.run), c.id, c.name, plan, w, stdin)
+                _launch(str(engine.root), str(engine.run), c.id, c.name, plan, w, stdin,
+                        handover)
                 code = 0
             else:
                 code = 0
@@ -112,10 +164,11 @@ def _close_others(keep: set[int]) -> None:
 
 
 def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int | None,
-            stdin: int | None = None) -> None:
+            stdin: int | None = None, handover: int | None = None) -> None:
     """Mount, create and start the container, record it running, and exec into _pump.py.
     `status_fd` gets "ok" or "KIND:why" for the CLI waiting on the first start; a restart has
-    no one waiting (None), so a failure there is recorded as exit code 125."""
+    no one waiting (None), so a failure there is recorded as exit code 125. `handover`: the
+    monitor's end of spawn's socket pair, for _pump.hand_over."""
     from berth.store import mount as mnt
     from berth.store.db import Database
 
@@ -124,8 +177,8 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDWR)
-    _close_others({fd for fd in (status_fd, out_r, out_w, err_r, err_w, devnull, stdin)
-                   if fd is not None})
+    _close_others({fd for fd in (status_fd, out_r, out_w, err_r, err_w, devnull, stdin,
+                                 handover) if fd is not None})
     os.dup2(devnull if stdin is None else stdin, 0)
     if stdin is not None:
         os.close(stdin)
@@ -150,7 +203,6 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         attach_volumes(db, root, run, cid, plan.target)  # typed volumes, copy-up
         ours = theirs = None
         if tty:  # the init sends the pty master over this pair; we keep it and relay it
-            import socket
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         if netmode and netmode.startswith("container:"):
             from .networks import share_netns  # the owner's namespace as it runs now
@@ -172,7 +224,6 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
             for sock in held:
                 os.set_inheritable(sock.fileno(), True)
         if ours is not None:
-            import socket
             _msg, fds, _flags, _addr = socket.recv_fds(ours, 16, 1)
             master = fds[0]
             ours.close()
@@ -231,7 +282,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     db.close()
     attach = str(attach_path(run, cid))
     if master >= 0:  # with a terminal the pty carries both streams, and clients attach on a
-        import socket  # socket that listens before "ok", so `run -it` finds it at once
+        # socket that listens before "ok", so `run -it` finds it at once
         os.makedirs(os.path.dirname(attach), exist_ok=True)
         with _suppress():
             os.unlink(attach)
@@ -244,7 +295,8 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         out_r, err_r = master, listener.detach()
     if check:  # the checker holds none of the container's streams, or they would never end
         if os.fork() == 0:
-            for fd in (out_r, err_r, status_fd, *((dns.udp, dns.tcp) if dns else ())):
+            for fd in (out_r, err_r, status_fd, handover,
+                       *((dns.udp, dns.tcp) if dns else ())):
                 if fd is not None and fd >= 0:
                     with _suppress():
                         os.close(fd)
@@ -259,27 +311,87 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
                     f.write(traceback.format_exc())
             finally:
                 os._exit(0)
+    partial: dict[int, bytes] = {}
     if status_fd is not None:
         os.write(status_fd, b"ok")
         os.close(status_fd)
+        if master < 0:  # a first start: maybe it is over before an exec would be
+            code, out_r, err_r, partial = _grace(str(log_path(root, cid)), log_opts, init_pid,
+                                                 out_r, err_r)
+            if code is not None:
+                if handover is not None:
+                    os.close(handover)  # the CLI sees no offer and waits for us
+                _finish_logged(root, run, cid, code)
     # The idle part needs none of the engine: become a bare interpreter running _pump.py (the
     # same process, still the container's parent and subreaper), which calls `finish` below
     # when the container is gone. It is started through a link named berth-monitor, so that
     # ps, top and pgrep show what it is.
-    for fd in (out_r, err_r, *((dns.udp, dns.tcp) if dns else ())):
-        if fd >= 0:
+    for fd in (out_r, err_r, handover, *((dns.udp, dns.tcp) if dns else ())):
+        if fd is not None and fd >= 0:
             os.set_inheritable(fd, True)
     py = sys.executable
     if not py or os.path.basename(py) == MONITOR_NAME:  # a restart, from inside _pump.py
         py = os.readlink(os.path.join(run, MONITOR_NAME))
-    pump = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_pump.py")
+    # _pump.py is imported, not run as a script: from its cached bytecode, where a script is
+    # compiled at every exec (1.4 MB more of the idle process's memory, and start-up time).
+    # Its directory leaves sys.path at once (engine modules there would shadow top-level ones).
+    here = os.path.dirname(os.path.abspath(__file__))
+    launcher = (f"import sys; sys.path.insert(0, {here!r}); import _pump; del sys.path[0]; "
+                "_pump.main(sys.argv)")
     paths = os.pathsep.join(p for p in sys.path if p and os.path.isabs(p))
-    os.execv(_named_link(run, py), [MONITOR_NAME, "-S", "-I", pump, str(out_r), str(err_r),
+    os.execv(_named_link(run, py), [MONITOR_NAME, "-S", "-I", "-c", launcher, str(out_r),
+                                    str(err_r),
                                     str(log_path(root, cid)), str(init_pid), paths, root, run,
                                     cid, attach if master >= 0 else "",
                                     str(log_opts.get("max_size", 0)),
                                     str(log_opts.get("max_file", 1)),
-                                    *(dns.argv() if dns else ())])
+                                    *(dns.argv() if dns else ("", "")),
+                                    str(-1 if handover is None else handover),
+                                    partial.get(out_r, b"").hex(),
+                                    partial.get(err_r, b"").hex()])
+
+
+_GRACE = 0.25  # seconds a first start keeps the loaded monitor before the exec
+
+
+def _grace(log: str, log_opts: dict[str, Any], pid: int, out_r: int,
+           err_r: int) -> tuple[int | None, int, int, dict[int, bytes]]:
+    """The first _GRACE seconds of a container, pumped by this process as _pump.py would: a
+    container that is over by then (`run --rm IMG true`, a short job) is reaped and finished
+    here, without the exec and the re-import of the engine for `finish` (both on the path of
+    a `run` waiting for it). Its exit code (or None), the streams still open (else -1) and
+    their unfinished lines, for the exec. DNS waits for the exec (queries queue on the
+    sockets); a terminal is pumped by _pump.py from the start (its clients stay on)."""
+    import select
+
+    from . import _pump
+    deadline = time.monotonic() + _GRACE
+    out = _pump.Log(log, int(log_opts.get("max_size", 0)), int(log_opts.get("max_file", 1)))
+    try:
+        left = _pump.pump(out, {out_r: "stdout", err_r: "stderr"}, None, None, deadline)
+    finally:
+        out.close()
+    out_r, err_r = (out_r if out_r in left else -1), (err_r if err_r in left else -1)
+    if left:
+        return None, out_r, err_r, left
+    pidfd = os.pidfd_open(pid)
+    try:
+        over = select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]
+    finally:
+        os.close(pidfd)
+    return (_pump.reap(pid) if over else None), -1, -1, {}
+
+
+def _finish_logged(root: str, run: str, cid: str, code: int) -> None:
+    """`finish` as the monitor's last act: a failure is written next to the container's log
+    (where _pump.py writes its own), and the process ends here either way."""
+    try:
+        finish(root, run, cid, code)
+    except BaseException:
+        with _suppress(), open(os.path.join(root, "containers", cid, "monitor.log"), "a") as f:
+            f.write(traceback.format_exc())
+    finally:
+        os._exit(0)
 
 
 def should_restart(policy: dict[str, Any], code: int, count: int, stopped: bool) -> bool:

@@ -230,7 +230,7 @@ def _run(args: list[str], path: str) -> int:
         # we look; an open descriptor still reads what it wrote
         log_fd = os.open(eng.log_path(c.id), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
     try:
-        _start_with_stdin(eng, c.id, stdin_r)
+        _start_with_stdin(eng, c.id, stdin_r, wait_here=log_fd is not None)
     except (CommandNotFound, CommandNotInvokable) as e:
         print(f"Error: failed to start container {c.short_id}: {e}", file=sys.stderr)
         eng.destroy(c.id, volumes=True)
@@ -381,14 +381,24 @@ def _follow_until_exit(eng: Any, cid: str, pos: int = 0, log_fd: int | None = No
             pidfd = os.pidfd_open(c.monitor_pid)
         except OSError:
             pidfd = None
+    hand = eng.handover(cid)  # started by us: the monitor offers us its finish there
     try:
         while True:
             follow.copy()
-            if pidfd is not None:
-                done = bool(select.select([pidfd], [], [], 0.05)[0])
+            waits = [w for w in (pidfd, hand) if w is not None]
+            if waits:
+                ready = select.select(waits, [], [], 0.05)[0]
+                done = pidfd is not None and pidfd in ready
             else:
                 time.sleep(0.02)
-                done = False
+                ready, done = [], False
+            if hand is not None and hand in ready:
+                hand = None
+                code = eng.finish_here(cid)
+                if code is not None:
+                    follow.copy()
+                    return code
+                continue
             try:
                 c = eng.get(cid)
             except NoSuchContainer:
@@ -508,7 +518,7 @@ def _start(args: list[str], path: str) -> int:
     if opts["interactive"] and c.config.get("interactive"):
         stdin_r, feed = os.pipe()
     try:
-        _start_with_stdin(eng, c.id, stdin_r)
+        _start_with_stdin(eng, c.id, stdin_r, wait_here=True)
     except BaseException:
         os.close(log_fd)
         raise
@@ -517,11 +527,12 @@ def _start(args: list[str], path: str) -> int:
     return _follow_until_exit(eng, c.id, log_fd=log_fd)
 
 
-def _start_with_stdin(eng: Any, cid: str, stdin_r: int | None) -> None:
+def _start_with_stdin(eng: Any, cid: str, stdin_r: int | None, wait_here: bool = False) -> None:
     """Start `cid` with `stdin_r` (the read end of our pipe, or None) as its stdin; our copy
-    of the read end is closed either way (the monitor holds its own)."""
+    of the read end is closed either way (the monitor holds its own). `wait_here`: we follow
+    it to its end (Engine.start)."""
     try:
-        eng.start(cid, stdin=stdin_r)
+        eng.start(cid, stdin=stdin_r, wait_here=wait_here)
     finally:
         if stdin_r is not None:
             os.close(stdin_r)

@@ -1,0 +1,112 @@
+"""The ways a container's end is handled (engine/monitor.py, engine/_pump.py): a container over
+within the monitor's grace period is finished by the loaded monitor; a longer one by the bare
+pump after the exec, which offers the finish to a `run` waiting in the foreground. What a user
+sees must not depend on the path: output (partial lines carried across the exec), exit codes,
+--rm, and a CLI that is killed or stopped while it waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers.cli import BERTH, berth, remove_all_containers
+from helpers.rootfs import make_rootfs_tar
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from conftest import BerthEnv
+
+
+@pytest.fixture
+def image(berth_env: BerthEnv, rootfs: Path) -> str:
+    tar = make_rootfs_tar(berth_env.tmp / "rootfs.tar", rootfs)
+    berth("import", str(tar), "bb:monitor")
+    yield "bb:monitor"
+    remove_all_containers()
+
+
+def _entries(berth_env: BerthEnv, name: str) -> list[tuple[str, str]]:
+    cid = berth("inspect", "-f", "{{.Id}}", name).stdout.strip()
+    log = berth_env.root / "containers" / cid / f"{cid}-json.log"
+    return [(d["stream"], d["log"]) for d in map(json.loads, log.read_text().splitlines())]
+
+
+@pytest.mark.parametrize("pause", ["0", "0.6"])  # over within the grace period, or after it
+def test_output_and_exit_code_whichever_process_finishes(image: str, berth_env: BerthEnv,
+                                                         pause: str) -> None:
+    script = (f"printf ab; printf x >&2; sleep {pause}; printf 'cd\\n'; echo y >&2; "
+              "printf tail; exit 5")
+    r = berth("run", "--name", f"p{pause}", "--network", "none", image, "sh", "-c", script,
+              check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (5, "abcd\ntail", "xy\n")
+    # a line begun before the exec and ended after it is one entry, as docker writes it
+    entries = _entries(berth_env, f"p{pause}")
+    assert sorted(entries) == [("stderr", "xy\n"), ("stdout", "abcd\n"), ("stdout", "tail")]
+    assert berth("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}",
+                 f"p{pause}").stdout.split() == ["exited", "5"]
+    r = berth("run", "--rm", "--network", "none", image, "sh", "-c", script, check=False)
+    assert (r.returncode, r.stdout) == (5, "abcd\ntail")
+    assert berth("ps", "-aq", "--filter", "status=exited").stdout.split() == \
+        [berth("inspect", "-f", "{{.Id}}", f"p{pause}").stdout.strip()[:12]]
+
+
+def test_a_container_that_closed_its_output_is_still_reaped(image: str) -> None:
+    r = berth("run", "--rm", "--network", "none", image, "sh", "-c",
+              "echo said; exec >&- 2>&-; sleep 0.6; exit 6", check=False)
+    assert (r.returncode, r.stdout) == (6, "said\n")
+    cid = berth("run", "-d", "--network", "none", image, "sh", "-c",
+                "exec >&- 2>&-; sleep 0.1; exit 7").stdout.strip()
+    assert berth("wait", cid).stdout.strip() == "7"
+    assert berth("inspect", "-f", "{{.State.Status}}", cid).stdout.strip() == "exited"
+
+
+def _gone(name: str, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if name not in berth("ps", "-a", "--format", "{{.Names}}").stdout.split():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_killed_cli_leaves_the_finish_to_the_monitor(image: str) -> None:
+    cli = subprocess.Popen([*BERTH, "run", "--rm", "--name", "orphan", "--network", "none",
+                            image, "sh", "-c", "sleep 1; exit 4"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.6)  # past the grace period: the bare pump holds the container
+        assert "orphan" in berth("ps", "--format", "{{.Names}}").stdout.split()
+        cli.kill()
+        cli.wait()
+        assert _gone("orphan")  # --rm done by the monitor, nothing left (leak check)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+
+
+def test_a_stopped_cli_does_not_hold_the_finish(image: str) -> None:
+    """The monitor waits a moment for the waiting CLI to claim the finish, then does it: a
+    `run` stopped (Ctrl-Z) when its container ends holds nothing up, and gets the exit code
+    when it goes on."""
+    cli = subprocess.Popen([*BERTH, "run", "--rm", "--name", "paused-cli", "--network", "none",
+                            image, "sh", "-c", "sleep 0.8; echo done; exit 3"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)
+        os.kill(cli.pid, signal.SIGSTOP)
+        assert _gone("paused-cli")  # the container ended and was removed meanwhile
+        os.kill(cli.pid, signal.SIGCONT)
+        out, err = cli.communicate(timeout=30)
+        assert (cli.returncode, out, err) == (3, b"done\n", b"")
+    finally:
+        if cli.poll() is None:
+            os.kill(cli.pid, signal.SIGCONT)
+            cli.kill()
+            cli.wait()
