@@ -144,7 +144,7 @@ def test_names_and_images_in_use(image: str) -> None:
     r = berth("create", "--name", "one", image, "true", check=False)
     assert r.returncode == 125 and 'The container name "/one" is already in use' in r.stderr
     r = berth("rmi", image, check=False)
-    assert r.returncode == 125 and "is using its referenced image" in r.stderr
+    assert r.returncode == 1 and "is using its referenced image" in r.stderr
     berth("rm", "one")
     assert berth("ps", "-aq").stdout == ""
 
@@ -235,7 +235,7 @@ def test_restart_command(image: str) -> None:
     pid = berth("inspect", "-f", "{{.State.Pid}}", "rs1").stdout.strip()
     since = f"{time.time():.3f}"
     r = berth("restart", "-t", "1", "rs1", "rs2", "nope", check=False)
-    assert r.returncode == 125 and r.stdout == "rs1\nrs2\n"
+    assert r.returncode == 1 and r.stdout == "rs1\nrs2\n"
     assert "No such container: nope" in r.stderr
     for name in ("rs1", "rs2"):
         assert berth("inspect", "-f", "{{.State.Status}}", name).stdout == "running\n"
@@ -281,7 +281,7 @@ def test_pause_top_rename_export(image: str, berth_env: BerthEnv) -> None:
              if ln.startswith("State:")][0]
     assert state.split()[1] in ("D", "T")  # frozen by the cgroup freezer (v1: D, v2: T)
     r = berth("pause", "p1", check=False)
-    assert r.returncode == 125 and "already paused" in r.stderr
+    assert r.returncode == 1 and "already paused" in r.stderr
     berth("unpause", "p1")
     assert "(Paused)" not in berth("ps").stdout
     berth("rename", "p1", "p2")
@@ -557,3 +557,16 @@ def test_rm_f_of_a_paused_or_orphaned_container_leaves_nothing(image: str) -> No
     while Path(f"/proc/{doc['State']['Pid']}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{doc['State']['Pid']}").exists()
+
+
+def test_a_missing_name_among_several_is_dockers_exit_1(image: str) -> None:
+    """docker exits 1 when `rm`, `stop`, `inspect`… failed for some of the names (125 is for
+    a `run` berth could not carry out); `rm -f` of a name that does not exist is no failure
+    (docker 20.10+), only reported."""
+    cid = berth("create", "--network", "none", image, "true").stdout.strip()
+    r = berth("rm", cid, "nosuch", check=False)
+    assert (r.returncode, r.stdout) == (1, f"{cid}\n") and "No such container: nosuch" in r.stderr
+    for args in (("stop", "nosuch"), ("kill", "nosuch"), ("inspect", "nosuch")):
+        assert berth(*args, check=False).returncode == 1, args
+    r = berth("rm", "-f", "nosuch", check=False)
+    assert r.returncode == 0 and "No such container: nosuch" in r.stderr

@@ -133,12 +133,12 @@ def test_anonymous_volumes_go_with_rm_v_and_run_rm_only(image: str) -> None:
 def test_volume_rm_refused_while_used(image: str) -> None:
     cid = berth("create", "-v", "used:/u", "plain:test", "true").stdout.strip()
     r = berth("volume", "rm", "used", check=False)
-    assert r.returncode == 125
+    assert r.returncode == 1
     assert r.stderr == f"Error: remove used: volume is in use - [{cid}]\n"
     r = berth("volume", "rm", "-f", "used", check=False)  # force does not take it from under
-    assert r.returncode == 125 and "volume is in use" in r.stderr
+    assert r.returncode == 1 and "volume is in use" in r.stderr
     r = berth("volume", "rm", "nosuch", check=False)
-    assert (r.returncode, r.stderr) == (125, "Error: get nosuch: no such volume\n")
+    assert (r.returncode, r.stderr) == (1, "Error: get nosuch: no such volume\n")
     assert berth("volume", "rm", "-f", "nosuch").stdout == "nosuch\n"
     berth("rm", cid)
     assert berth("volume", "rm", "used").stdout == "used\n"
@@ -251,7 +251,7 @@ def test_bad_names_and_paths(image: str, berth_env: BerthEnv) -> None:
     r = berth("run", "--rm", "-v", "v1:/x", "-v", "v2:/x", "plain:test", "true", check=False)
     assert r.returncode == 125 and "Duplicate mount point: /x" in r.stderr
     r = berth("volume", "inspect", "../../etc", check=False)
-    assert r.returncode == 125 and "no such volume" in r.stderr
+    assert r.returncode == 1 and "no such volume" in r.stderr
     assert names() == [] and berth("ps", "-aq").stdout == ""
     assert not (berth_env.root / "volumes").exists() or \
         os.listdir(berth_env.root / "volumes") == []

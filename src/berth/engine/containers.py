@@ -565,17 +565,22 @@ class Engine:
                     os.unlink(tmp)
         self.db.record_event("container", "export", c.id, {"name": c.name})
 
-    def update(self, ref: str, opts: CreateOptions) -> Container:
-        """docker's `update`: new memory/cpu/pids limits for a running container's cgroup (and
-        its config.json, so a restart keeps them)."""
-        from berth.runtime.cgroups import open_cgroups
-
+    def update_limits(self, opts: CreateOptions) -> dict[str, Any]:
+        """The cgroup resources `update` would set from `opts`; InvalidArgument for a bad value
+        or none given (checked once, before any container is touched)."""
         from .spec import _resources
-        c = self.get(ref)
         res = _resources(opts)
         res.pop("devices", None)
         if not res:
             raise InvalidArgument("you must provide one or more flags when using this command")
+        return res
+
+    def update(self, ref: str, opts: CreateOptions) -> Container:
+        """docker's `update`: new memory/cpu/pids limits for a running container's cgroup (and
+        its config.json, so a restart keeps them)."""
+        from berth.runtime.cgroups import open_cgroups
+        c = self.get(ref)
+        res = self.update_limits(opts)
         cfg_path = self.container_dir(c.id) / "config.json"
         spec = json.loads(cfg_path.read_text())
         merged = dict(spec["linux"].get("resources") or {})

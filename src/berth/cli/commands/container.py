@@ -595,7 +595,8 @@ def _rm(args: list[str], path: str) -> int:
     opts, names = cmd.parse(args)
     eng = _engine()
     return for_each(names, lambda n: (eng.remove(n, force=opts["force"],
-                                                 volumes=opts["volumes"]), n)[1])
+                                                 volumes=opts["volumes"]), n)[1],
+                    missing_ok=opts["force"])
 
 
 def _wait(args: list[str], path: str) -> int:
@@ -1007,6 +1008,7 @@ def _update(args: list[str], path: str) -> int:
                         cpus=opts["cpus"], cpu_shares=shares, cpuset_cpus=opts["cpuset_cpus"],
                         pids_limit=pids)
     eng = _engine()
+    eng.update_limits(new)  # a bad value is the command's error (125), not each container's
     return for_each(names, lambda n: (eng.update(n, new), n)[1])
 
 
