@@ -312,16 +312,20 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
             finally:
                 os._exit(0)
     partial: dict[int, bytes] = {}
+    dns_argv = dns.argv() if dns else ["", ""]
     if status_fd is not None:
         os.write(status_fd, b"ok")
         os.close(status_fd)
         if master < 0:  # a first start: maybe it is over before an exec would be
-            code, out_r, err_r, partial = _grace(str(log_path(root, cid)), log_opts, init_pid,
-                                                 out_r, err_r)
+            code, out_r, err_r, partial, served = _grace(
+                str(log_path(root, cid)), log_opts, init_pid, out_r, err_r,
+                dns.udp if dns else -1, dns.tcp if dns else -1, dns.argv()[1] if dns else "")
             if code is not None:
                 if handover is not None:
                     os.close(handover)  # the CLI sees no offer and waits for us
                 _finish_logged(root, run, cid, code)
+            if served is not None and not served.fds:  # its server failed and closed them
+                dns_argv = ["", ""]
     # The idle part needs none of the engine: become a bare interpreter running _pump.py (the
     # same process, still the container's parent and subreaper), which calls `finish` below
     # when the container is gone. It is started through a link named berth-monitor, so that
@@ -345,7 +349,7 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
                                     cid, attach if master >= 0 else "",
                                     str(log_opts.get("max_size", 0)),
                                     str(log_opts.get("max_file", 1)),
-                                    *(dns.argv() if dns else ("", "")),
+                                    *dns_argv,
                                     str(-1 if handover is None else handover),
                                     partial.get(out_r, b"").hex(),
                                     partial.get(err_r, b"").hex()])
@@ -354,32 +358,37 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
 _GRACE = 0.25  # seconds a first start keeps the loaded monitor before the exec
 
 
-def _grace(log: str, log_opts: dict[str, Any], pid: int, out_r: int,
-           err_r: int) -> tuple[int | None, int, int, dict[int, bytes]]:
-    """The first _GRACE seconds of a container, pumped by this process as _pump.py would: a
-    container that is over by then (`run --rm IMG true`, a short job) is reaped and finished
-    here, without the exec and the re-import of the engine for `finish` (both on the path of
-    a `run` waiting for it). Its exit code (or None), the streams still open (else -1) and
-    their unfinished lines, for the exec. DNS waits for the exec (queries queue on the
-    sockets); a terminal is pumped by _pump.py from the start (its clients stay on)."""
+def _grace(log: str, log_opts: dict[str, Any], pid: int, out_r: int, err_r: int,
+           dns_udp: int, dns_tcp: int, dns_index: str,
+           ) -> tuple[int | None, int, int, dict[int, bytes], Any]:
+    """The first _GRACE seconds of a container, pumped by this process as _pump.py would
+    (DNS answered too): a container that is over by then (`run --rm IMG true`, a short job)
+    is reaped and finished here, without the exec and the re-import of the engine for
+    `finish` (both on the path of a `run` waiting for it). Its exit code (or None), the
+    streams still open (else -1) and their unfinished lines, for the exec, and the DNS server
+    used here, to be held until the exec (its sockets would close the descriptors the exec
+    passes on). A terminal is pumped by _pump.py from the start (its clients stay on)."""
     import select
 
     from . import _pump
     deadline = time.monotonic() + _GRACE
+    dns = _pump.Dns([dns_udp, dns_tcp], dns_index) if dns_index else None
     out = _pump.Log(log, int(log_opts.get("max_size", 0)), int(log_opts.get("max_file", 1)))
     try:
-        left = _pump.pump(out, {out_r: "stdout", err_r: "stderr"}, None, None, deadline)
+        left = _pump.pump(out, {out_r: "stdout", err_r: "stderr"}, dns, None, deadline)
     finally:
         out.close()
     out_r, err_r = (out_r if out_r in left else -1), (err_r if err_r in left else -1)
-    if left:
-        return None, out_r, err_r, left
-    pidfd = os.pidfd_open(pid)
-    try:
-        over = select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]
-    finally:
-        os.close(pidfd)
-    return (_pump.reap(pid) if over else None), -1, -1, {}
+    over = False
+    if not left:  # its output closed in time: has it exited too? (DNS waits meanwhile: not
+        pidfd = os.pidfd_open(pid)  # for long, as the output closes when a process exits)
+        try:
+            wait = max(0.0, deadline - time.monotonic())
+            over = bool(select.select([pidfd], [], [], wait if dns is None
+                                      else min(wait, 0.05))[0])
+        finally:
+            os.close(pidfd)
+    return (_pump.reap(pid) if over else None), out_r, err_r, left, dns
 
 
 def _finish_logged(root: str, run: str, cid: str, code: int) -> None:
