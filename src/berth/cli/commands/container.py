@@ -3,7 +3,9 @@ wait): docker's grammar and output over engine/containers.py.
 
 `run` removes a container it created but could not start. Without `-d` it follows the container's log (stdout to stdout, stderr to stderr), forwards
 SIGINT/SIGTERM/SIGHUP/SIGQUIT to the container, and exits with the container's code; 125 when
-berth fails, 126 when the command cannot be invoked, 127 when it is not found.
+berth fails, 126 when the command cannot be invoked, 127 when it is not found. Commands on
+named containers (rm, stop, kill, start, wait, …) exit 1 when some of them failed, as docker's
+CLI; `rm -f` of a name that does not exist is no failure.
 """
 
 from __future__ import annotations

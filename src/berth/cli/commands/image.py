@@ -1,7 +1,8 @@
 """`berth image …` and its top-level aliases (images, rmi, tag, history, import, save, load).
 
 Output follows the docker CLI: its tables, `--format` templates, `-q`, and "Untagged:"/"Deleted:"
-records. Errors print "Error: …" on stderr and exit 125.
+records. Errors print "Error: …" on stderr and exit 125; `rmi` and `image inspect` of several
+names exit 1 when some failed (common.for_each, as docker).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """`berth network …`: connect, create, disconnect, inspect, ls, rm, prune, as the docker CLI
 prints them.
 
-Errors print "Error: …" on stderr and exit 125. `prune --dry-run` (berth's) lists what would go,
+Errors print "Error: …" on stderr and exit 125 (`rm` and `inspect` of several names: 1 when
+some failed, as docker). `prune --dry-run` (berth's) lists what would go,
 removing nothing.
 """
 
