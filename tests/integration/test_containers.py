@@ -359,19 +359,27 @@ def _read_until(fd: int, text: bytes, timeout: float = 15) -> bytes:
     raise AssertionError(f"no {text!r} within {timeout} s; got {buf!r}")
 
 
-def test_run_it_is_a_real_terminal_with_resize_ctrl_c_detach_and_attach(image: str) -> None:
+def _sized_then_resized(pid: int, fd: int, size: tuple[int, int], resized: tuple[int, int],
+                        tty: bytes) -> None:
+    """The pty steps `run -it` and `exec -it` share: a window size before the shell's prompt,
+    the shell on a pty named `tty` seeing that size, then a new size and SIGWINCH to the CLI
+    (the caller checks that it arrives)."""
     import fcntl
     import struct
     import termios
-    pid, fd = _pty_spawn("run", "-it", "--name", "term", image, "sh")
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
     _read_until(fd, b"# ")
     os.write(fd, b"tty; stty size; echo sum-$((40+2))\r")
     out = _read_until(fd, b"sum-42")
-    assert b"/dev/pts/0" in out and b"30 100" in out
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    assert tty in out and b"%d %d" % size in out
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *resized, 0, 0))
     os.kill(pid, signal.SIGWINCH)
     time.sleep(0.3)
+
+
+def test_run_it_is_a_real_terminal_with_resize_ctrl_c_detach_and_attach(image: str) -> None:
+    pid, fd = _pty_spawn("run", "-it", "--name", "term", image, "sh")
+    _sized_then_resized(pid, fd, (30, 100), (40, 120), b"/dev/pts/0")
     os.write(fd, b"stty size\r")
     _read_until(fd, b"40 120")
     os.write(fd, b"sleep 100\r")
@@ -416,19 +424,9 @@ def test_start_attach_and_interactive(image: str) -> None:
 def test_exec_it_is_a_real_terminal(image: str) -> None:
     """`exec -it`: a new pty in the running container, the caller's terminal raw, the window
     size at start and on SIGWINCH, the process's exit code; the container goes on."""
-    import fcntl
-    import struct
-    import termios
     berth("run", "-d", "--name", "host-of-exec", "--network", "none", image, "sleep", "300")
     pid, fd = _pty_spawn("exec", "-it", "host-of-exec", "sh")
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
-    _read_until(fd, b"# ")
-    os.write(fd, b"tty; stty size; echo sum-$((40+2))\r")
-    out = _read_until(fd, b"sum-42")
-    assert b"/dev/pts/" in out and b"33 101" in out
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 44, 121, 0, 0))
-    os.kill(pid, signal.SIGWINCH)
-    time.sleep(0.3)
+    _sized_then_resized(pid, fd, (33, 101), (44, 121), b"/dev/pts/")
     os.write(fd, b"stty size; exit 5\r")
     _read_until(fd, b"44 121")
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 5
