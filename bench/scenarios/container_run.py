@@ -21,7 +21,12 @@ berth and (full mode) into a podman store of the scenario's own, and copied into
     container-idle-memory  PSS (/proc/PID/smaps_rollup) of what each engine keeps running for
                            one idle `sleep` container: berth's monitor, podman's conmon;
                            5 containers each, the median reported (as "ms": the unit column
-                           holds KiB here, see the note)
+                           holds KiB here, see the note). Full mode adds the floors of the
+                           designs docs/containers.md "Idle memory" weighs, measured while
+                           both engines' containers run: a bare python3.11 per container,
+                           one for all of them, a zygote with a forked child per container
+                           (gc.freeze() first), and a perl per container (per container:
+                           the group's PSS divided by the containers)
 
 Quick mode (CI) runs berth alone (and berth --runtime runc, berth (system service)).
 """
@@ -219,6 +224,47 @@ def _idle_pss(name: str, tool: str, comm: str, run_d: list[str], env: dict[str, 
                             f"{len(new)} processes")
 
 
+_IDLE = "import select; select.poll().poll(600000)"
+# A zygote: the interpreter and the pump's modules once, frozen out of the collector's reach,
+# then one child per container forked from it; every process only waits.
+_ZYGOTE = ("import gc, os, select, sys, time; gc.freeze(); "
+           "[os.fork() or (select.poll().poll(600000), os._exit(0)) "
+           "for _ in range(int(sys.argv[1]))]; select.poll().poll(600000)")
+
+
+def _floors(name: str, n: int) -> list[Measurement]:
+    """PSS per container (KiB) of the idle-monitor designs without berth's code: what each
+    costs at its floor, in the same run as conmon."""
+    python = os.path.realpath("/usr/bin/python3")
+    groups = {
+        f"floor: {os.path.basename(python)} per container":
+            [[python, "-S", "-I", "-c", _IDLE] for _ in range(n)],
+        f"floor: one {os.path.basename(python)} for all": [[python, "-S", "-I", "-c", _IDLE]],
+        "floor: zygote + forked child each": [[python, "-S", "-I", "-c", _ZYGOTE, str(n)]],
+    }
+    if shutil.which("perl"):
+        groups["floor: perl per container"] = [["perl", "-e", "sleep 600"] for _ in range(n)]
+    out = []
+    for tool, argvs in groups.items():
+        procs = [subprocess.Popen(a) for a in argvs]
+        try:
+            time.sleep(1)
+            pids = [p.pid for p in procs]
+            pids += [c for p in procs for c in _children(p.pid)]
+            pss = [_pss_kib(p) for p in pids]
+            samples = pss if len(argvs) == n else [sum(pss) / n]
+            out.append(Measurement(name, tool, "podman", samples_ms=[float(x) for x in samples],
+                                   note=f"KiB of PSS per container, {len(pids)} processes "
+                                        f"for {n} containers"))
+        finally:
+            for p in procs:
+                for c in _children(p.pid):
+                    os.kill(c, 9)
+                p.kill()
+                p.wait()
+    return out
+
+
 @scenario("container-idle-memory", reference="podman",
           description="PSS of what the engine keeps running per idle container (KiB)")
 def container_idle_memory(ctx: Context) -> list[Measurement]:
@@ -234,6 +280,8 @@ def container_idle_memory(ctx: Context) -> list[Measurement]:
             out.append(_idle_pss(name, "podman", "conmon",
                                  p.argv("run", "-d", "--runtime", "runc"), p.env, n))
         out += _skip_podman(name, setup)
+        if not ctx.quick:
+            out += _floors(name, n)
         for m in out:
             if m.samples_ms:
                 m.note += f"; median {statistics.median(m.samples_ms):.0f} KiB"
