@@ -85,10 +85,10 @@ def test_events_bad_input() -> None:
     r = berth("events", "--format", "{{.Nope}}", check=False)
     assert r.returncode == 64 and r.stderr.startswith("Error parsing format: template: ")
     r = berth("events", "--since", "yesterday", check=False)
-    assert r.returncode == 125 and 'failed to parse value as time or duration: "yesterday"' \
+    assert r.returncode == 1 and 'failed to parse value as time or duration: "yesterday"' \
         in r.stderr
     r = berth("events", "--since", "2000", "--until", "1000", check=False)
-    assert r.returncode == 125 and "cannot be after `until` time" in r.stderr
+    assert r.returncode == 1 and "cannot be after `until` time" in r.stderr
     r = berth("events", "extra", check=False)
     assert r.returncode == 125 and "accepts no arguments" in r.stderr or "requires" in r.stderr
 

@@ -16,8 +16,8 @@ def test_version_and_help(capsys):
     assert "Usage:  berth [OPTIONS] COMMAND" in out and "version" in out
 
 
-def test_unknown_command_exits_125(capsys):
-    assert cli.main(["frobnicate"]) == 125
+def test_unknown_command_exits_1_as_docker(capsys):
+    assert cli.main(["frobnicate"]) == 1
     assert "'frobnicate' is not a berth command" in capsys.readouterr().err
 
 

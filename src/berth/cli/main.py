@@ -74,8 +74,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
            "the local filesystem"),
 }
 
-# what an error costs: docker's exit status when the engine refused (125)
-EXIT_ENGINE_ERROR = 125
+# What an error costs, as docker's CLI: a flag it cannot parse 125 (every command), the
+# engine refusing `run` or `create` 125 (their own StatusError), any other failure 1.
+EXIT_USAGE = 125
+EXIT_RUN_FAILED = 125
+EXIT_FAILED = 1
 
 USAGE = """Usage:  berth [OPTIONS] COMMAND
 
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args[0]
     if name not in COMMANDS:
         print(f"berth: '{name}' is not a berth command.\nSee 'berth --help'", file=sys.stderr)
-        return 125
+        return EXIT_FAILED
     target, _, sub = COMMANDS[name][0].partition(":")
     module = importlib.import_module(target)
     if sub:  # a top-level alias of a group's subcommand: `berth images` = `berth image ls`
@@ -135,12 +138,14 @@ def run_group(group: str, summary: str, subcommands: dict[str, str],
     if name not in subcommands:
         print(f"berth: '{group} {args[0]}' is not a berth command.\n"
               f"See 'berth {group} --help'", file=sys.stderr)
-        return EXIT_ENGINE_ERROR
+        return EXIT_FAILED
     return dispatch(name, args[1:], f"berth {group} {name}")
 
 
-def guarded(fn: Callable[[], int]) -> int:
-    """Run a command body: `--help` prints usage (0); a BerthError prints "Error: …" (125)."""
+def guarded(fn: Callable[[], int], failed: int = EXIT_FAILED) -> int:
+    """Run a command body: `--help` prints usage (0); a flag that does not parse prints
+    pflag's message (125); a BerthError or OSError prints "Error: …" and costs `failed`: 1,
+    as any docker command that fails, but 125 for `run` and `create`."""
     from berth.cli.args import HelpRequested, UsageError
     from berth.errors import BerthError
     try:
@@ -150,15 +155,15 @@ def guarded(fn: Callable[[], int]) -> int:
         return 0
     except UsageError as e:
         print(e, file=sys.stderr)
-        return EXIT_ENGINE_ERROR
+        return EXIT_USAGE
     except BerthError as e:
         print(f"Error: {e}", file=sys.stderr)
-        return EXIT_ENGINE_ERROR
+        return failed
     except BrokenPipeError:
         return 141
     except OSError as e:  # the disk is full, a path is not writable…: said plainly
         print(f"Error: {e}", file=sys.stderr)
-        return EXIT_ENGINE_ERROR
+        return failed
     except KeyboardInterrupt:
         return 130
 

@@ -3,9 +3,11 @@ wait): docker's grammar and output over engine/containers.py.
 
 `run` removes a container it created but could not start. Without `-d` it follows the container's log (stdout to stdout, stderr to stderr), forwards
 SIGINT/SIGTERM/SIGHUP/SIGQUIT to the container, and exits with the container's code; 125 when
-berth fails, 126 when the command cannot be invoked, 127 when it is not found. Commands on
-named containers (rm, stop, kill, start, wait, …) exit 1 when some of them failed, as docker's
-CLI; `rm -f` of a name that does not exist is no failure.
+berth fails, 126 when the command cannot be invoked, 127 when it is not found; `create` exits
+125 when it fails too. Every other command exits 1 when it fails, as docker's CLI does (125 only
+for a flag that does not parse); commands on named containers (rm, stop, kill, start, wait, …)
+go on past a failed name and exit 1 at the end; `rm -f` of a name that does not exist is no
+failure.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from berth.cli.args import Command, Flag
+from berth.cli.args import Command, Flag, UsageError
 from berth.errors import BerthError, InvalidArgument
 
 from .common import for_each
@@ -131,11 +133,12 @@ def run(args: list[str]) -> int:
 
 
 def dispatch(name: str, args: list[str], path: str) -> int:
-    from berth.cli.main import guarded
+    from berth.cli.main import EXIT_FAILED, EXIT_RUN_FAILED, guarded
     if name == "prune":  # with the other prunes (cli/commands/prune.py)
         from .prune import container_prune
         return guarded(lambda: container_prune(args, path))
-    return guarded(lambda: _HANDLERS[name](args, path))
+    failed = EXIT_RUN_FAILED if name in ("run", "create") else EXIT_FAILED
+    return guarded(lambda: _HANDLERS[name](args, path), failed)
 
 
 # --- create / run --------------------------------------------------------------------------------
@@ -1001,16 +1004,18 @@ def _update(args: list[str], path: str) -> int:
     cmd = Command(path, "[OPTIONS] CONTAINER [CONTAINER...]", SUBCOMMANDS["update"],
                   list(_RESOURCE_FLAGS), min_args=1)
     opts, names = cmd.parse(args)
+    # A value that does not parse is a flag error (125), as docker's typed flags make it, and
+    # the command's own, not each container's.
     try:
         shares = int(opts["cpu_shares"]) if opts["cpu_shares"] else 0
         pids = int(opts["pids_limit"]) if opts["pids_limit"] else 0
-    except ValueError as e:
-        raise InvalidArgument(f"invalid argument: {e}") from None
-    new = CreateOptions(memory=opts["memory"], memory_swap=opts["memory_swap"],
-                        cpus=opts["cpus"], cpu_shares=shares, cpuset_cpus=opts["cpuset_cpus"],
-                        pids_limit=pids)
-    eng = _engine()
-    eng.update_limits(new)  # a bad value is the command's error (125), not each container's
+        new = CreateOptions(memory=opts["memory"], memory_swap=opts["memory_swap"],
+                            cpus=opts["cpus"], cpu_shares=shares,
+                            cpuset_cpus=opts["cpuset_cpus"], pids_limit=pids)
+        eng = _engine()
+        eng.update_limits(new)
+    except (ValueError, InvalidArgument) as e:
+        raise UsageError(f"invalid argument: {e}\nSee '{path} --help'.") from None
     return for_each(names, lambda n: (eng.update(n, new), n)[1])
 
 

@@ -1,8 +1,9 @@
 """`berth image …` and its top-level aliases (images, rmi, tag, history, import, save, load).
 
 Output follows the docker CLI: its tables, `--format` templates, `-q`, and "Untagged:"/"Deleted:"
-records. Errors print "Error: …" on stderr and exit 125; `rmi` and `image inspect` of several
-names exit 1 when some failed (common.for_each, as docker).
+records. Errors print "Error: …" on stderr and exit 1, as docker's CLI (125 is for a flag that
+does not parse); `rmi` and `image inspect` of several names go on past a failure
+(common.for_each) and exit 1 at the end.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """`berth network …`: connect, create, disconnect, inspect, ls, rm, prune, as the docker CLI
 prints them.
 
-Errors print "Error: …" on stderr and exit 125 (`rm` and `inspect` of several names: 1 when
+Errors print "Error: …" on stderr and exit 1, as docker's CLI (125 for a flag that does not
+parse; `rm` and `inspect` of several names go on past a failure and exit 1 when
 some failed, as docker). `prune --dry-run` (berth's) lists what would go,
 removing nothing.
 """
