@@ -110,3 +110,15 @@ def test_a_stopped_cli_does_not_hold_the_finish(image: str) -> None:
             os.kill(cli.pid, signal.SIGCONT)
             cli.kill()
             cli.wait()
+
+
+def test_the_monitor_is_named_from_its_first_moment(image: str) -> None:
+    """ps, top and pgrep show a container's monitor as berth-monitor, also during its grace
+    period, when it is still the forked CLI (before the exec into the bare pump)."""
+    cid = berth("run", "-d", "--network", "none", image, "sleep", "30").stdout.strip()
+    pid = berth("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip()
+    with open(f"/proc/{pid}/stat") as f:
+        ppid = f.read().rpartition(")")[2].split()[1]
+    with open(f"/proc/{ppid}/comm") as f:
+        assert f.read().strip() == "berth-monitor"
+    berth("rm", "-f", cid)

@@ -116,6 +116,9 @@ def _spawn(engine: Any, c: Any, plan: Any, stdin: int | None, handover: int | No
             engine.close()
             os.setsid()
             if os.fork() == 0:
+                with _suppress():  # ps, top and pgrep say what it is from the first moment
+                    with open("/proc/self/comm", "w") as f:
+                        f.write(MONITOR_NAME)
                 _launch(str(engine.root), str(engine.run), c.id, c.name, plan, w, stdin,
                         handover)
                 code = 0
