@@ -119,6 +119,23 @@ class Tool:
     measurement: Measurement | None = None
 
 
+def enter_hugetlb(hugetlb: Any, scenario_name: str, reference: str, tool: str,
+                  tools: list[Tool]) -> tuple[Any, list[Tool], list[Measurement]]:
+    """Enter the hugetlb set-up (tests/helpers/hugetlb.HugetlbOnV1) that crun needs here; when
+    the kernel refuses it, put back what was done, drop `tool` from `tools` and say why in a
+    row. Returns the set-up still to leave (or None), the tools, the rows."""
+    if hugetlb is None:
+        return None, tools, []
+    try:
+        hugetlb.__enter__()
+    except OSError as e:
+        hugetlb.__exit__(None, None, None)
+        return None, [t for t in tools if t.name != tool], [
+            Measurement(scenario_name, tool, reference, status="error",
+                        note=f"hugetlb set-up failed: {e}")]
+    return hugetlb, tools, []
+
+
 def measure_interleaved(scenario_name: str, reference: str, tools: list[Tool], n: int,
                         warmup: int = 1) -> list[Measurement]:
     """Time each tool n times, round-robin, after `warmup` untimed runs each."""

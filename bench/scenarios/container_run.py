@@ -45,7 +45,7 @@ from helpers import find_tool
 from helpers.bundle import make_bundle
 from helpers.rootfs import make_rootfs, make_rootfs_tar
 
-from . import Context, Measurement, Tool, measure_interleaved, scenario
+from . import Context, Measurement, Tool, enter_hugetlb, measure_interleaved, scenario
 from .image_save_load import _env_tool, _Podman, _skip_podman
 
 IMAGE = "bench/busybox:1"
@@ -135,15 +135,9 @@ def container_run_true(ctx: Context) -> list[Measurement]:
             root = ctx.workdir / "runc-root"
             tools.append(Tool("runc", lambda i: [str(runc), "--root", str(root), "run",
                                                   "--bundle", str(bundle), f"bench-run-{i}"]))
-        if hugetlb is not None:
-            try:
-                hugetlb.__enter__()
-            except OSError as e:
-                hugetlb.__exit__(None, None, None)
-                hugetlb = None
-                tools = [t for t in tools if t.name != "berth --runtime crun"]
-                extra.append(Measurement(name, "berth --runtime crun", "podman",
-                                         status="error", note=f"hugetlb set-up failed: {e}"))
+        hugetlb, tools, refused = enter_hugetlb(hugetlb, name, "podman", "berth --runtime crun",
+                                                tools)
+        extra += refused
         service = _Service(setup.env)
         try:
             measured = measure_interleaved(name, "podman", tools, ctx.n)

@@ -24,7 +24,7 @@ from helpers.hugetlb import HugetlbOnV1, setup_needed as hugetlb_setup_needed
 from helpers.bundle import make_bundle
 from helpers.rootfs import make_rootfs
 
-from . import Context, Measurement, Tool, measure_interleaved, scenario
+from . import Context, Measurement, Tool, enter_hugetlb, measure_interleaved, scenario
 
 NAME = "runtime-run-true"
 def _oci_tool(name: str, exe: Path, root: Path, bundle: Path) -> Tool:
@@ -90,15 +90,8 @@ def run(ctx: Context) -> list[Measurement]:
     tools.append(Tool("python3 -c pass (baseline)", lambda i: [sys.executable, "-c", "pass"]))
 
     try:
-        if hugetlb is not None:
-            try:
-                hugetlb.__enter__()
-            except OSError as e:
-                hugetlb.__exit__(None, None, None)
-                hugetlb = None
-                tools = [t for t in tools if t.name != "crun"]
-                results.append(Measurement(NAME, "crun", "runc", status="error",
-                                           note=f"hugetlb set-up failed: {e}"))
+        hugetlb, tools, refused = enter_hugetlb(hugetlb, NAME, "runc", "crun", tools)
+        results += refused
         measured = measure_interleaved(NAME, "runc", tools, ctx.n)
     finally:
         try:
