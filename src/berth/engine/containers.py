@@ -99,19 +99,30 @@ def _hosts(hostname: str) -> str:
 
 class Engine:
     def __init__(self, root: str | os.PathLike[str], run: str | os.PathLike[str]) -> None:
-        from berth.image.images import ImageStore
+        from berth.store.db import Database
         self.root = Path(root)
         self.run = Path(run)
-        self.images = ImageStore(self.root, in_use=self.users_of)
-        self.db = self.images.db
+        self.db = Database(self.root)
+        self._images: Any = None
         self.dir = self.root / "containers"
         self._handovers: dict[str, Any] = {}  # cid -> our end of monitor.spawn's pair
+
+    @property
+    def images(self) -> Any:
+        """The image store, on the engine's database; opened at first use (`ps`, `logs`,
+        `stop`… never import it: a fifth of a command's start-up)."""
+        if self._images is None:
+            from berth.image.images import ImageStore
+            self._images = ImageStore(self.root, in_use=self.users_of, db=self.db)
+        return self._images
 
     def close(self) -> None:
         for sock in self._handovers.values():
             sock.close()
         self._handovers.clear()
-        self.images.close()
+        if self._images is not None:
+            self._images.close()
+        self.db.close()
 
     # -- records --------------------------------------------------------------------------------
 

@@ -252,16 +252,18 @@ class ImageStore:
 
     def __init__(self, root: str | os.PathLike[str], *,
                  in_use: Callable[[str], builtins.list[str]] | None = None,
-                 keep_layer_blobs: bool = True) -> None:
+                 keep_layer_blobs: bool = True, db: Database | None = None) -> None:
         self.root = Path(root)
-        self.db = Database(self.root)
+        self._owns_db = db is None  # the engine lends its own: it closes it
+        self.db = Database(self.root) if db is None else db
         self.blobs = BlobStore(self.root)
         self.layers_dir = self.root / "layers"
         self.in_use = in_use
         self.keep_layer_blobs = keep_layer_blobs
 
     def close(self) -> None:
-        self.db.close()
+        if self._owns_db:
+            self.db.close()
 
     def __enter__(self) -> ImageStore:
         return self
