@@ -536,6 +536,43 @@ def test_log_rotation_and_since(image: str, berth_env: BerthEnv) -> None:
     berth("rm", "chatty")
 
 
+def test_logs_follow_across_rotation_with_timestamps_until_and_details(
+        image: str, berth_env: BerthEnv) -> None:
+    """`logs -f -t` keeps following when the log rotates under it, and prints every line
+    once, with its time; `--until` and `--details` as docker's."""
+    berth("run", "-d", "--name", "rolling", "--network", "none", "--log-opt", "max-size=1k",
+          "--log-opt", "max-file=5", image, "sh", "-c",
+          "echo first; sleep 1.5; i=0; while [ $i -lt 40 ]; do echo line-$i; "
+          "i=$((i+1)); done; sleep 0.5")
+    r = berth("logs", "-f", "-t", "rolling", timeout=30)
+    stamped = r.stdout.splitlines()
+    assert [ln.split(" ", 1)[1] for ln in stamped] == \
+        ["first"] + [f"line-{i}" for i in range(40)]  # 1 KiB files: it rotated while we read
+    assert all(ln.split(" ", 1)[0].endswith("Z") and "T" in ln.split(" ", 1)[0]
+               for ln in stamped)
+    first_time = stamped[0].split(" ", 1)[0]
+    assert berth("logs", "--until", first_time, "rolling").stdout == ""  # before, not at
+    assert berth("logs", "--until", "0s", "rolling").stdout.splitlines()[-1] == "line-39"
+    assert berth("logs", "--until", "1h", "rolling").stdout == ""
+    assert berth("logs", "--details", "-n", "1", "rolling").stdout == " line-39\n"
+    r = berth("logs", "--until", "yesterday", "rolling", check=False)
+    assert r.returncode == 1 and 'invalid value for "until"' in r.stderr
+    berth("rm", "rolling")
+    # a `run` in the foreground prints every line too, however often the log rotated
+    # (over within the monitor's grace period, or after it)
+    script = "i=0; while [ $i -lt 60 ]; do echo run-$i; i=$((i+1)); done"
+    for pause in ("", "sleep 0.4; "):
+        r = berth("run", "--rm", "--network", "none", "--log-opt", "max-size=1k", "--log-opt",
+                  "max-file=10", image, "sh", "-c", pause + script)
+        assert r.stdout.splitlines() == [f"run-{i}" for i in range(60)], pause
+    # with max-file=1 the log is truncated in place (as docker's): what was cut before it was
+    # read is gone, but the reader goes on from the new start, in order, to the last line
+    r = berth("run", "--rm", "--network", "none", "--log-opt", "max-size=1k", image, "sh",
+              "-c", script)
+    numbers = [int(ln.removeprefix("run-")) for ln in r.stdout.splitlines()]
+    assert numbers == sorted(set(numbers)) and numbers[-1] == 59, r.stdout
+
+
 def test_rm_f_of_a_paused_or_orphaned_container_leaves_nothing(image: str) -> None:
     berth("run", "-d", "--name", "frozen", image, "sleep", "60")
     berth("pause", "frozen")

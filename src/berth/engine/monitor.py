@@ -9,7 +9,8 @@ a pipe that the container started, or why it did not. The monitor then
      --runtime: engine/runtimes.py), with stdin on /dev/null
      and stdout/stderr on two pipes it holds (so the two streams stay apart),
   3. on a first start without a terminal, pumps the output itself for _GRACE seconds: a
-     container over by then is reaped and finished here, loaded (`_grace`), else
+     container over by then is reaped here, and its finish (step 5) offered to the CLI
+     waiting in the foreground or done here, loaded (`_grace`), else
   4. exec()s into engine/_pump.py (a bare interpreter: the idle cost of a container), which
      writes what the container prints to docker's json-file log
      (`{"log":"…\\n","stream":"stdout","time":"…"}` per line) and, on a user-defined network,
@@ -324,8 +325,12 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
                 str(log_path(root, cid)), log_opts, init_pid, out_r, err_r,
                 dns.udp if dns else -1, dns.tcp if dns else -1, dns.argv()[1] if dns else "")
             if code is not None:
-                if handover is not None:
-                    os.close(handover)  # the CLI sees no offer and waits for us
+                # offered to the `run` waiting in the foreground, as the bare pump does: it
+                # reads the whole log before the finish (an --rm removes the files the log
+                # rotated into, which it may not have read yet)
+                from . import _pump
+                if handover is not None and _pump.hand_over(handover, code):
+                    os._exit(0)
                 _finish_logged(root, run, cid, code)
             if served is not None and not served.fds:  # its server failed and closed them
                 dns_argv = ["", ""]
@@ -366,8 +371,8 @@ def _grace(log: str, log_opts: dict[str, Any], pid: int, out_r: int, err_r: int,
            ) -> tuple[int | None, int, int, dict[int, bytes], Any]:
     """The first _GRACE seconds of a container, pumped by this process as _pump.py would
     (DNS answered too): a container that is over by then (`run --rm IMG true`, a short job)
-    is reaped and finished here, without the exec and the re-import of the engine for
-    `finish` (both on the path of a `run` waiting for it). Its exit code (or None), the
+    is reaped and finished here (or by the CLI it offers the finish to), without the exec and
+    the re-import of the engine for `finish` (both on the path of a `run` waiting for it). Its exit code (or None), the
     streams still open (else -1) and their unfinished lines, for the exec, and the DNS server
     used here, to be held until the exec (its sockets would close the descriptors the exec
     passes on). A terminal is pumped by _pump.py from the start (its clients stay on)."""

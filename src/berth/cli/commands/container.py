@@ -399,6 +399,7 @@ def _follow_until_exit(eng: Any, cid: str, pos: int = 0, log_fd: int | None = No
                 ready, done = [], False
             if hand is not None and hand in ready:
                 hand = None
+                follow.copy()  # all of it is written: read it before an --rm removes it
                 code = eng.finish_here(cid)
                 if code is not None:
                     follow.copy()
@@ -418,15 +419,34 @@ def _follow_until_exit(eng: Any, cid: str, pos: int = 0, log_fd: int | None = No
             os.close(pidfd)
 
 
+def _log_text(doc: dict[str, Any], timestamps: bool = False, details: bool = False) -> bytes:
+    """One json-file entry as `logs` prints it: docker's `--details` puts the entry's attrs
+    first (k=v,… sorted, query-escaped, then a space), `-t` its time before that."""
+    text = doc["log"]
+    if details:
+        from urllib.parse import quote_plus
+        attrs = doc.get("attrs") or {}
+        text = ",".join(f"{quote_plus(k)}={quote_plus(str(attrs[k]))}"
+                        for k in sorted(attrs)) + " " + text
+    if timestamps:
+        text = doc.get("time", "") + " " + text
+    return text.encode()
+
+
 class _LogFollower:
     """Reads a json-file log as it grows, through one open descriptor (so a removed
-    container's last lines are still read), moving to the new file when the log rotates."""
+    container's last lines are still read), moving on when the log rotates: to every file
+    the monitor began since the one it was reading (several, when the log rotated more than
+    once between two reads), oldest first, each from its start. `text(doc)` is how an entry
+    prints."""
 
-    def __init__(self, path: Any, fd: int | None, pos: int = 0) -> None:
+    def __init__(self, path: Any, fd: int | None, pos: int = 0,
+                 text: Any = _log_text) -> None:
         self.path = str(path)
         self.fd = fd
         self.pos = pos
         self.rest = b""
+        self.text = text
 
     def _open(self) -> None:
         try:
@@ -441,23 +461,60 @@ class _LogFollower:
             if self.fd is None:
                 return
         while True:
-            data = self._drain()
-            try:  # rotated: the file at the path is a new one, read it from its start
+            self._drain()
+            try:
                 rotated = os.stat(self.path).st_ino != os.fstat(self.fd).st_ino
             except FileNotFoundError:
                 rotated = False
             if not rotated:
-                break
+                return
+            # The monitor writes whole entries and rotates between them, so the old file is
+            # read to its end; the ones begun after it are those whose first entry is later.
+            # Open them all before reading any (a file renamed or deleted meanwhile is still
+            # read through its descriptor).
+            begun = _first_time(self.fd)
             os.close(self.fd)
             self.fd = None
-            self.pos = 0
-            self._open()
-            if self.fd is None or not data:
-                break
-        return
+            self.rest = b""
+            newer = []
+            where, base = os.path.split(self.path)
+            try:
+                names = os.listdir(where)
+            except FileNotFoundError:  # removed (--rm) meanwhile
+                names = []
+            for name in [self.path, *(os.path.join(where, n) for n in names
+                                      if n.startswith(base + ".")
+                                      and n[len(base) + 1:].isdigit())]:
+                try:
+                    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue
+                first = _first_time(fd) or "~"  # just made, still empty: the newest
+                if first > begun:
+                    newer.append((first, fd))
+                else:
+                    os.close(fd)
+            if not newer:
+                self.pos = 0
+                self._open()
+                if self.fd is None:
+                    return
+                continue
+            newer.sort()
+            for _, fd in newer[:-1]:
+                self.fd = fd
+                self._drain()
+                os.close(fd)
+                self.rest = b""
+            self.fd = newer[-1][1]
 
     def _drain(self) -> bytes:
         assert self.fd is not None
+        if os.fstat(self.fd).st_size < os.lseek(self.fd, 0, os.SEEK_CUR):
+            # truncated: with max-file=1 the log restarts in the same file (as docker's);
+            # what it held past our reading is gone, the rest is read from its start
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            self.rest = b""
         chunks = []
         while chunk := os.read(self.fd, 1 << 16):
             chunks.append(chunk)
@@ -467,7 +524,7 @@ class _LogFollower:
         for line in data[:end].splitlines():
             doc = json.loads(line)
             out = sys.stdout if doc.get("stream") == "stdout" else sys.stderr
-            out.buffer.write(doc["log"].encode())
+            out.buffer.write(self.text(doc))
             out.flush()
         return data
 
@@ -477,21 +534,19 @@ class _LogFollower:
             self.fd = None
 
 
-def _copy_log(log: Any, pos: int) -> int:
+def _first_time(fd: int) -> str:
+    """The time of a json-file log's first entry ("" when it has none yet): docker's
+    RFC 3339 times with nine digits, which sort as text."""
+    head = b""
+    while b"\n" not in head:
+        chunk = os.pread(fd, 1 << 16, len(head))
+        if not chunk:
+            return ""
+        head += chunk
     try:
-        f = open(log, "rb")
-    except FileNotFoundError:
-        return pos
-    with f:
-        f.seek(pos)
-        data = f.read()
-    end = data.rfind(b"\n") + 1
-    for line in data[:end].splitlines():
-        doc = json.loads(line)
-        out = sys.stdout if doc.get("stream") == "stdout" else sys.stderr
-        out.buffer.write(doc["log"].encode())
-        out.flush()
-    return pos + end
+        return str(json.loads(head[:head.index(b"\n")]).get("time", ""))
+    except ValueError:
+        return ""
 
 
 # --- start / stop / kill / rm / wait -------------------------------------------------------------
@@ -746,53 +801,84 @@ def _matches(c: Any, filters: dict[str, list[str]], eng: Any = None) -> bool:
 
 def _logs(args: list[str], path: str) -> int:
     cmd = Command(path, "[OPTIONS] CONTAINER", SUBCOMMANDS["logs"], [
+        Flag("details", help="Show extra details provided to logs"),
         Flag("follow", "f", help="Follow log output"),
         Flag("since", value="string", help="Show logs since timestamp (e.g. "
              "\"2013-01-02T13:23:37Z\") or relative (e.g. \"42m\" for 42 minutes)"),
         Flag("tail", "n", "string", default="all", help="Number of lines to show from the end"),
         Flag("timestamps", "t", help="Show timestamps"),
+        Flag("until", value="string", help="Show logs before a timestamp (e.g. "
+             "\"2013-01-02T13:23:37Z\") or relative (e.g. \"42m\" for 42 minutes)"),
     ], min_args=1, max_args=1)
     opts, (name,) = cmd.parse(args)
+    since = _since_ts(opts["since"]) if opts["since"] else None
+    until = _since_ts(opts["until"], "until") if opts["until"] else None
+    tail = None
+    if opts["tail"] != "all":
+        try:
+            tail = int(opts["tail"])
+        except ValueError:
+            raise InvalidArgument(f"invalid value for \"tail\": {opts['tail']!r}") from None
     eng = _engine()
     c = eng.get(name)
     base = eng.log_path(c.id)
-    lines = []
-    rotated = sorted((p for p in base.parent.glob(base.name + ".*") if p.suffix[1:].isdigit()),
-                     key=lambda p: -int(p.suffix[1:]))  # oldest first: LOG.N … LOG.1
-    for p in [*rotated, base]:
-        try:
-            lines += p.read_bytes().splitlines()
-        except FileNotFoundError:
-            continue
-    if opts["since"]:
-        since = _since_ts(opts["since"])
-        lines = [ln for ln in lines
-                 if fmt_parse_rfc3339(json.loads(ln).get("time", "")) >= since]
-    if opts["tail"] != "all":
-        try:
-            n = int(opts["tail"])
-        except ValueError:
-            raise InvalidArgument(f"invalid value for \"tail\": {opts['tail']!r}") from None
-        lines = lines[-n:] if n > 0 else []
-    for line in lines:
-        doc = json.loads(line)
-        out = sys.stdout if doc["stream"] == "stdout" else sys.stderr
-        text = (doc["time"] + " " if opts["timestamps"] else "") + doc["log"]
-        out.buffer.write(text.encode())
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if opts["follow"] and c.status == "running":
-        pos = eng.log_path(c.id).stat().st_size if eng.log_path(c.id).exists() else 0
-        while True:
-            pos = _copy_log(eng.log_path(c.id), pos)
+
+    def text(doc: dict[str, Any]) -> bytes:
+        return _log_text(doc, opts["timestamps"], opts["details"])
+
+    # The current file through a descriptor opened first, then followed from where this read
+    # ended: no line between the two is lost, and a rotation meanwhile is seen (_LogFollower).
+    try:
+        fd: int | None = os.open(base, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = None
+    try:
+        rotated = sorted((p for p in base.parent.glob(base.name + ".*")
+                          if p.suffix[1:].isdigit()),
+                         key=lambda p: -int(p.suffix[1:]))  # oldest first: LOG.N … LOG.1
+        lines = []
+        for p in rotated:
             try:
-                if eng.get(c.id).status != "running":
-                    _copy_log(eng.log_path(c.id), pos)
+                lines += p.read_bytes().splitlines()
+            except FileNotFoundError:
+                continue
+        data = b""
+        if fd is not None:
+            while chunk := os.read(fd, 1 << 16):
+                data += chunk
+        end = data.rfind(b"\n") + 1
+        docs = [json.loads(ln) for ln in lines + data[:end].splitlines()]
+        if since is not None or until is not None:
+            lo, hi = since or 0.0, until if until is not None else float("inf")
+            docs = [d for d in docs if lo <= fmt_parse_rfc3339(d.get("time", "")) < hi]
+        if tail is not None:
+            docs = docs[-tail:] if tail > 0 else []
+        for doc in docs:
+            (sys.stdout if doc.get("stream") == "stdout" else sys.stderr).buffer.write(text(doc))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if not opts["follow"] or c.status != "running" or \
+                (until is not None and time.time() >= until):
+            return 0
+        follow = _LogFollower(base, fd, end, text)
+        fd = None  # the follower's now
+        follow.rest = data[end:]
+        try:
+            while until is None or time.time() < until:
+                follow.copy()
+                try:
+                    if eng.get(c.id).status != "running":
+                        follow.copy()
+                        return 0
+                except BerthError:
                     return 0
-            except BerthError:
-                return 0
-            time.sleep(0.05)
-    return 0
+                time.sleep(0.05)
+        finally:
+            follow.close()
+        return 0
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def fmt_parse_rfc3339(text: str) -> float:
@@ -800,8 +886,9 @@ def fmt_parse_rfc3339(text: str) -> float:
     return parse_rfc3339(text)
 
 
-def _since_ts(text: str) -> float:
-    """docker's --since: an RFC 3339 time, a Unix timestamp, or a duration ago ("42m")."""
+def _since_ts(text: str, flag: str = "since") -> float:
+    """docker's --since/--until: an RFC 3339 time, a Unix timestamp, or a duration ago
+    ("42m")."""
     t = text.strip()
     try:
         return float(t)
@@ -813,9 +900,9 @@ def _since_ts(text: str) -> float:
             return ts
     from berth.image.changes import parse_duration
     try:
-        return time.time() - parse_duration(t, "--since") / 1e9
+        return time.time() - parse_duration(t, f"--{flag}") / 1e9
     except InvalidArgument:
-        raise InvalidArgument(f"invalid value for \"since\": {text!r}") from None
+        raise InvalidArgument(f"invalid value for \"{flag}\": {text!r}") from None
 
 
 def _inspect(args: list[str], path: str) -> int:
