@@ -372,8 +372,9 @@ def _grace(log: str, log_opts: dict[str, Any], pid: int, out_r: int, err_r: int,
     """The first _GRACE seconds of a container, pumped by this process as _pump.py would
     (DNS answered too): a container that is over by then (`run --rm IMG true`, a short job)
     is reaped and finished here (or by the CLI it offers the finish to), without the exec and
-    the re-import of the engine for `finish` (both on the path of a `run` waiting for it). Its exit code (or None), the
-    streams still open (else -1) and their unfinished lines, for the exec, and the DNS server
+    the re-import of the engine for `finish` (both on the path of a `run` waiting for it). Its
+    exit code (or None), the streams still open (else -1) and their unfinished lines, for the
+    exec, and the DNS server
     used here, to be held until the exec (its sockets would close the descriptors the exec
     passes on). A terminal is pumped by _pump.py from the start (its clients stay on)."""
     import select
