@@ -374,9 +374,9 @@ def _grace(log: str, log_opts: dict[str, Any], pid: int, out_r: int, err_r: int,
     is reaped and finished here (or by the CLI it offers the finish to), without the exec and
     the re-import of the engine for `finish` (both on the path of a `run` waiting for it). Its
     exit code (or None), the streams still open (else -1) and their unfinished lines, for the
-    exec, and the DNS server
-    used here, to be held until the exec (its sockets would close the descriptors the exec
-    passes on). A terminal is pumped by _pump.py from the start (its clients stay on)."""
+    exec, and the DNS server used here, to be held until the exec (its sockets would close
+    the descriptors the exec passes on). A terminal is pumped by _pump.py from the start (its
+    clients stay on)."""
     import select
 
     from . import _pump
