@@ -202,3 +202,59 @@ def test_health_config_and_state_rules() -> None:
     assert s["Status"] == "healthy"
     s = next_state(next_state(s, False, False, 2), False, False, 2)
     assert s == {"Status": "unhealthy", "FailingStreak": 2}
+
+
+def test_add_host_device_sysctl_and_group_parsers() -> None:
+    from berth.engine.options import (DeviceMapping, parse_add_host, parse_device,
+                                      parse_sysctl, resolve_groups)
+    assert parse_add_host("db:10.0.0.5") == ("db", "10.0.0.5")
+    assert parse_add_host("db=10.0.0.5") == ("db", "10.0.0.5")
+    assert parse_add_host("v6:::1") == ("v6", "::1")  # split at the first colon, as docker
+    assert parse_add_host("v6=[fe80::1]") == ("v6", "fe80::1")
+    assert parse_add_host("gw:host-gateway") == ("gw", "host-gateway")
+    for bad, words in (("db", "bad format"), (":1.2.3.4", "bad format"), ("db:", "bad format"),
+                       ("db:1.2.3", "invalid IP address"), ("db:example.com", "invalid IP")):
+        with pytest.raises(InvalidArgument, match=words):
+            parse_add_host(bad)
+    assert parse_device("/dev/fuse") == DeviceMapping("/dev/fuse", "/dev/fuse", "rwm")
+    assert parse_device("/dev/sda:/dev/xvda") == DeviceMapping("/dev/sda", "/dev/xvda", "rwm")
+    assert parse_device("/dev/sda:/dev/xvda:r") == DeviceMapping("/dev/sda", "/dev/xvda", "r")
+    assert parse_device("/dev/sda:rw") == DeviceMapping("/dev/sda", "/dev/sda", "rw")
+    for bad in ("", "dev/sda", "/dev/sda:xvda", "/dev/a:/dev/b:rwx", "/a:/b:r:extra"):
+        with pytest.raises(InvalidArgument, match="invalid device specification"):
+            parse_device(bad)
+    assert parse_sysctl("net.ipv4.ip_forward=1", "bridge") == ("net.ipv4.ip_forward", "1")
+    assert parse_sysctl("kernel.shmmax=1", "host") == ("kernel.shmmax", "1")
+    assert parse_sysctl("fs.mqueue.msg_max=20", "none") == ("fs.mqueue.msg_max", "20")
+    with pytest.raises(InvalidArgument, match="not allowed in host network mode"):
+        parse_sysctl("net.ipv4.ip_forward=1", "host")
+    for bad in ("kernel.panic=1", "vm.swappiness=1", "kernel.hostname=x"):
+        with pytest.raises(InvalidArgument, match="not namespaced"):
+            parse_sysctl(bad, "bridge")
+    with pytest.raises(InvalidArgument, match="expected KEY=VALUE"):
+        parse_sysctl("net.ipv4.ip_forward", "bridge")
+    group = "root:x:0:\naudio:x:29:\n"
+    assert resolve_groups(["audio", "4242", "0"], group) == (29, 4242, 0)
+    with pytest.raises(InvalidArgument, match="Unable to find group video"):
+        resolve_groups(["video"], group)
+
+
+def test_spec_of_shm_size_sysctls_groups_and_devices() -> None:
+    zero = {"path": "/dev/z", "type": "c", "major": 1, "minor": 5, "fileMode": 0o666,
+            "uid": 0, "gid": 0, "access": "r"}
+    opts = CreateOptions(args=["true"], shm_size="8m", sysctls=["kernel.shmmax=9"],
+                         group_add=["audio", "77"], network="none")
+    spec = container_spec({}, opts, rootfs="/r", hostname="h", group="audio:x:29:\n",
+                          devices=[zero])
+    shm = next(m for m in spec["mounts"] if m["destination"] == "/dev/shm")
+    assert "size=8388608" in shm["options"]
+    assert spec["linux"]["sysctl"] == {"kernel.shmmax": "9"}
+    assert spec["process"]["user"]["additionalGids"] == [29, 77]
+    assert spec["linux"]["devices"] == [{k: v for k, v in zero.items() if k != "access"}]
+    assert spec["linux"]["resources"]["devices"][-1] == \
+        {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "r"}
+    plain = container_spec({}, CreateOptions(args=["true"], shm_size="0"), rootfs="/r",
+                           hostname="h")
+    assert "size=67108864" in next(m for m in plain["mounts"]
+                                   if m["destination"] == "/dev/shm")["options"]
+    assert "sysctl" not in plain["linux"] and "devices" not in plain["linux"]

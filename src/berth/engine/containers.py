@@ -91,10 +91,29 @@ def check_name(name: str) -> str:
     return n
 
 
-def _hosts(hostname: str) -> str:
+def _hosts(hostname: str, entries: Sequence[Sequence[str]] = ()) -> str:
+    """/etc/hosts as docker writes it: the defaults, `--add-host` entries ([ip, name]), then
+    the container's own name."""
+    extra = "".join(f"{ip}\t{name}\n" for ip, name in entries)
     return ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
             "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
-            f"ff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n")
+            f"ff02::2\tip6-allrouters\n{extra}127.0.1.1\t{hostname}\n")
+
+
+def _host_device(m: Any) -> dict[str, Any]:
+    """A `--device` (options.DeviceMapping) as a linux.devices entry of the host's node, with
+    its cgroup permissions as `access`."""
+    what = f'error gathering device information while adding custom device "{m.host}"'
+    try:
+        st = os.stat(m.host)
+    except OSError as e:
+        raise InvalidArgument(f"{what}: {(e.strerror or str(e)).lower()}") from None
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise InvalidArgument(f"{what}: not a device node")
+    return {"path": m.container, "type": "c" if stat.S_ISCHR(st.st_mode) else "b",
+            "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+            "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
+            "access": m.permissions}
 
 
 class Engine:
@@ -199,6 +218,9 @@ class Engine:
             if opts.ip or opts.network_aliases or opts.more_networks:
                 raise InvalidArgument("conflicting options: --ip, --network-alias or another "
                                       "--network and the network mode container:")
+            if opts.add_hosts:
+                raise InvalidArgument("conflicting options: custom host-to-IP mapping and the "
+                                      "network mode")
             owner, shared_hostname = shared_with(self.db, network[len("container:"):])
             network = f"container:{owner}"
             hostname = shared_hostname
@@ -220,6 +242,15 @@ class Engine:
         elif opts.network_aliases:
             raise InvalidArgument("network-scoped alias is supported only for containers in "
                                   "user defined networks")
+        from .options import HOST_GATEWAY, parse_add_host, parse_device
+        host_entries = []
+        for item in opts.add_hosts:
+            host, ip = parse_add_host(item)
+            if ip == HOST_GATEWAY:  # as docker: the default bridge's address on the host
+                from .networks import Networks
+                ip = Networks(self.db).get("bridge").gateway
+            host_entries.append([ip, host])
+        devices = [_host_device(parse_device(d)) for d in opts.devices]
         cfg = img.config.doc.get("config") or {}
         from berth.image.unpack import prepare_rootfs
         [mount] = prepare_rootfs(self.images, img, cid)
@@ -238,7 +269,7 @@ class Engine:
                for n in ("hostname", "hosts", "resolv.conf")]
         spec = container_spec(cfg, opts, rootfs=mount.target, hostname=hostname, passwd=passwd,
                               group=group, host_env=os.environ, host_caps=_host_caps(),
-                              extra_mounts=etc,
+                              extra_mounts=etc, devices=devices,
                               volume_mounts=volumes.spec_mounts(self.root, vol_uses))
         if runtime != BUILTIN:  # a binary puts the cgroup where berth's cgroup reader looks
             spec["linux"]["cgroupsPath"] = cgroups_path(cid)
@@ -271,7 +302,11 @@ class Engine:
                   "interactive": opts.interactive, "image": image, "network": network,
                   "binds": [m.source for m in opts.mounts if m.kind == "bind" and
                             m.create_source],
-                  "volumes": [u.record() for u in vol_uses], "runtime": runtime}
+                  "volumes": [u.record() for u in vol_uses], "runtime": runtime,
+                  "extra_hosts": list(opts.add_hosts), "host_entries": host_entries,
+                  "group_add": list(opts.group_add),
+                  "devices": [[parse_device(d).host, x["path"], x["access"]]
+                              for d, x in zip(opts.devices, devices)]}
         from .ports import plan_bindings, record as ports_record  # -p, -P, --expose
         bindings, exposed = plan_bindings(opts.publish, opts.expose,
                                           cfg.get("ExposedPorts") or {}, opts.publish_all)
@@ -285,7 +320,7 @@ class Engine:
         try:
             (cdir / "config.json").write_text(json.dumps(spec))
             (cdir / "hostname").write_text(hostname + "\n")
-            (cdir / "hosts").write_text(_hosts(hostname))
+            (cdir / "hosts").write_text(_hosts(hostname, host_entries))
             (cdir / "resolv.conf").write_text(resolv_conf)
             with self.db.transaction() as tx:
                 while auto_name and tx.execute("SELECT 1 FROM containers WHERE name = ?",

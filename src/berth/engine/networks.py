@@ -605,12 +605,14 @@ def _write_hosts(db: Database, root: str, cid: str, ip: str) -> None:
     """The container's address for its hostname in its /etc/hosts, where 127.0.1.1 stood
     (written in place: the file is bind-mounted already)."""
     from .containers import _hosts
-    row = db.read("SELECT json_extract(config, '$.hostname') FROM containers WHERE id = ?",
-                  (cid,))
+    row = db.read("SELECT json_extract(config, '$.hostname'), "
+                  "json_extract(config, '$.host_entries') FROM containers WHERE id = ?", (cid,))
     if not row or not row[0][0]:
         return
     hostname = row[0][0]
-    text = _hosts(hostname).replace(f"127.0.1.1\t{hostname}\n", f"{ip}\t{hostname}\n")
+    entries = json.loads(row[0][1]) if row[0][1] else []
+    text = _hosts(hostname, entries).replace(f"127.0.1.1\t{hostname}\n",
+                                             f"{ip}\t{hostname}\n")
     with contextlib.suppress(OSError), open(os.path.join(root, "containers", cid, "hosts"),
                                             "r+") as f:
         f.write(text)

@@ -21,9 +21,10 @@ from typing import NamedTuple
 
 from berth.errors import InvalidArgument
 
-__all__ = ["BindMount", "User", "merge_env", "parse_bytes", "parse_cpus", "parse_env_file",
-           "parse_key_values", "parse_log_opts", "parse_mount", "parse_restart", "parse_tmpfs",
-           "parse_ulimit", "parse_volume", "resolve_command", "resolve_user"]
+__all__ = ["BindMount", "DeviceMapping", "User", "merge_env", "parse_add_host", "parse_bytes",
+           "parse_cpus", "parse_device", "parse_env_file", "parse_key_values", "parse_log_opts",
+           "parse_mount", "parse_restart", "parse_sysctl", "parse_tmpfs", "parse_ulimit",
+           "parse_volume", "resolve_command", "resolve_groups", "resolve_user"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -360,3 +361,92 @@ def parse_key_values(items: Sequence[str], what: str) -> dict[str, str]:
             raise InvalidArgument(f"invalid {what} format {item!r}: expected key=value")
         out[key] = value
     return out
+
+
+HOST_GATEWAY = "host-gateway"  # --add-host NAME:host-gateway: the host, seen from a bridge
+
+
+def parse_add_host(text: str) -> tuple[str, str]:
+    """`--add-host NAME:IP` (or NAME=IP, docker 25+): the name and the address as written
+    (an IPv6 one may be in brackets), or HOST_GATEWAY."""
+    import ipaddress
+    sep = "=" if "=" in text else ":"
+    name, found, ip = text.partition(sep)
+    if not found or not name or not ip or any(c.isspace() for c in text):
+        raise InvalidArgument(f'invalid argument "{text}" for "--add-host" flag: bad format '
+                              f"for add-host: {text!r}")
+    if ip == HOST_GATEWAY:
+        return name, ip
+    if ip.startswith("[") and ip.endswith("]"):
+        ip = ip[1:-1]
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        raise InvalidArgument(f'invalid argument "{text}" for "--add-host" flag: invalid IP '
+                              f"address in add-host: {ip!r}") from None
+    return name, ip
+
+
+class DeviceMapping(NamedTuple):
+    host: str
+    container: str
+    permissions: str  # some of r, w, m
+
+
+def parse_device(text: str) -> DeviceMapping:
+    """`--device HOST[:CONTAINER][:PERMISSIONS]`, as docker's ParseDevice: CONTAINER defaults
+    to HOST, PERMISSIONS to rwm; both paths absolute."""
+    parts = text.split(":")
+    perms = "rwm"
+    if len(parts) in (2, 3) and parts[-1] and all(c in "rwm" for c in parts[-1]) and \
+            not parts[-1].startswith("/"):
+        perms = parts.pop()
+    if len(parts) not in (1, 2) or not parts[0]:
+        raise InvalidArgument(f"invalid device specification: {text}")
+    host = parts[0]
+    container = parts[1] if len(parts) == 2 and parts[1] else host
+    for path in (host, container):
+        if not path.startswith("/"):
+            raise InvalidArgument(f"invalid device specification: {text}: {path} is not an "
+                                  "absolute path")
+    return DeviceMapping(host, posixpath.normpath(container), perms)
+
+
+# The sysctls a container may set (its own namespaces'), as docker's ValidateSysctl: IPC's
+# kernel.* ones and fs.mqueue.*, and net.* (not with --network host).
+_SYSCTLS_IPC = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def parse_sysctl(text: str, network: str) -> tuple[str, str]:
+    """`--sysctl KEY=VALUE`: only a sysctl of the container's own namespaces, else docker's
+    error (it would change the host)."""
+    key, eq, value = text.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise InvalidArgument(f'invalid argument "{text}" for "--sysctl" flag: invalid value '
+                              f"{text!r}: expected KEY=VALUE")
+    if key in _SYSCTLS_IPC or key.startswith("fs.mqueue."):
+        return key, value
+    if key.startswith("net."):
+        if network == "host":
+            raise InvalidArgument(f"sysctl '{key}' not allowed in host network mode")
+        return key, value
+    raise InvalidArgument(f"sysctl '{text}' is not allowed: it is not namespaced")
+
+
+def resolve_groups(names: Sequence[str], group: str | None) -> tuple[int, ...]:
+    """`--group-add NAME|GID` against the image's /etc/group: a number need not exist there,
+    a name must."""
+    groups = _table(group or "")
+    out = []
+    for name in names:
+        found = next((g for g in groups if len(g) >= 3 and g[0] == name), None)
+        if found is not None and found[2].isdigit():
+            out.append(int(found[2]))
+        elif name.isdigit() and int(name) <= 0xFFFFFFFE:
+            out.append(int(name))
+        else:
+            raise InvalidArgument(f"Unable to find group {name}: no matching entries in group "
+                                  "file")
+    return tuple(out)

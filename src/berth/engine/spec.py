@@ -10,11 +10,14 @@ What docker's daemon does (daemon/oci_linux.go, oci/defaults.go), as data:
   (every capability of the host's bounding set, every device, no seccomp, no masked paths);
   no_new_privileges only with `--security-opt no-new-privileges`; docker's seccomp profile
   unless `seccomp=unconfined` or a profile file.
-- mounts: /proc, /dev, /dev/pts, /dev/shm (64 MiB), /dev/mqueue, /sys (ro), /sys/fs/cgroup
-  (ro), then the caller's (binds, tmpfs, /etc/hostname, /etc/hosts, /etc/resolv.conf).
+- mounts: /proc, /dev, /dev/pts, /dev/shm (64 MiB, or `--shm-size`), /dev/mqueue, /sys (ro),
+  /sys/fs/cgroup (ro), then the caller's (binds, tmpfs, /etc/hostname, /etc/hosts,
+  /etc/resolv.conf).
 - linux.resources from `--memory`, `--memory-swap`, `--cpus`, `--cpu-shares`, `--cpuset-cpus`,
   `--pids-limit`; rlimits from `--ulimit`; namespaces pid, ipc, uts, mount, and network unless
-  `--network host`.
+  `--network host`; `--sysctl` (the container's own namespaces' only); `--group-add` among
+  the process's groups; `--device` nodes (the caller stats them) in linux.devices, allowed in
+  the device cgroup with their permissions.
 Pure; raises InvalidArgument.
 """
 
@@ -32,8 +35,10 @@ from .options import (
     merge_env,
     parse_bytes,
     parse_cpus,
+    parse_sysctl,
     parse_ulimit,
     resolve_command,
+    resolve_groups,
     resolve_user,
 )
 
@@ -91,6 +96,11 @@ class CreateOptions:
     stop_timeout: int | None = None
     image_volumes: bool = True  # the image's VOLUMEs as anonymous volumes (not for RUN steps)
     runtime: str = ""  # --runtime: berth (in-process, the default), runc, crun, /abs/path
+    add_hosts: list[str] = field(default_factory=list)  # --add-host NAME:IP
+    shm_size: str = ""  # --shm-size: /dev/shm's size (64m when not given)
+    sysctls: list[str] = field(default_factory=list)  # --sysctl KEY=VALUE
+    group_add: list[str] = field(default_factory=list)  # --group-add NAME|GID
+    devices: list[str] = field(default_factory=list)  # --device HOST[:CONTAINER][:PERMS]
 
 
 def _cap_name(name: str) -> str:
@@ -135,6 +145,17 @@ def _security(opts: CreateOptions) -> tuple[bool, str | None]:
         else:
             raise InvalidArgument(f"invalid --security-opt: {item!r}")
     return nnp, seccomp
+
+
+DEFAULT_SHM_SIZE = 64 << 20
+
+
+def shm_size(opts: CreateOptions) -> int:
+    """/dev/shm's size in bytes: `--shm-size`, else docker's 64 MiB (0 too, as docker)."""
+    if not opts.shm_size:
+        return DEFAULT_SHM_SIZE
+    size = parse_bytes(opts.shm_size, "--shm-size")
+    return size or DEFAULT_SHM_SIZE
 
 
 def _resources(opts: CreateOptions) -> dict[str, Any]:
@@ -200,16 +221,21 @@ def container_spec(image_config: Mapping[str, Any] | None, opts: CreateOptions, 
                    group: str | None = None, host_env: Mapping[str, str] | None = None,
                    host_caps: Sequence[str] = DEFAULT_CAPS,
                    extra_mounts: Sequence[Mapping[str, Any]] = (),
-                   volume_mounts: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+                   volume_mounts: Sequence[Mapping[str, Any]] = (),
+                   devices: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """config.json for a container of an image (`image_config` is the config's `config`).
     The caller's mounts (`volume_mounts`, binds, tmpfs) come in docker's order: by depth of
-    the destination, so a volume at /a is mounted before a bind at /a/b."""
+    the destination, so a volume at /a is mounted before a bind at /a/b. `devices`: the
+    `--device` nodes as linux.devices entries, each with its cgroup `access` besides."""
     ic = dict(image_config or {})
     argv = resolve_command(ic.get("Entrypoint"), ic.get("Cmd"), opts.entrypoint, opts.args)
     base = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"] + (["TERM=xterm"] if opts.tty
                                                                else [])
     env = merge_env(base, [*(ic.get("Env") or []), *opts.env], host_env or {})
     user = resolve_user(opts.user or ic.get("User") or "", passwd, group)
+    gids = list(dict.fromkeys([*user.additional_gids, *resolve_groups(opts.group_add, group)]))
+    sysctl = dict(parse_sysctl(s, opts.network) for s in opts.sysctls)
+    shm = shm_size(opts)
     env_keys = {e.partition("=")[0] for e in env}
     if "HOME" not in env_keys:
         env.append(f"HOME={user.home}")
@@ -223,8 +249,7 @@ def container_spec(image_config: Mapping[str, Any] | None, opts: CreateOptions, 
     process: dict[str, Any] = {
         "terminal": opts.tty,
         "user": {"uid": user.uid, "gid": user.gid,
-                 **({"additionalGids": list(user.additional_gids)}
-                    if user.additional_gids else {})},
+                 **({"additionalGids": gids} if gids else {})},
         "args": argv, "env": env, "cwd": cwd,
         "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
         "noNewPrivileges": nnp,
@@ -249,13 +274,21 @@ def container_spec(image_config: Mapping[str, Any] | None, opts: CreateOptions, 
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]},
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm}"]},
         *[dict(m) for m in extra_mounts],
         *sorted([*(dict(m) for m in volume_mounts),
                  *(_mount(m) for m in opts.mounts if m.kind != "volume")],
                 key=lambda m: len([p for p in m["destination"].split("/") if p])),
     ]
     linux: dict[str, Any] = {"resources": _resources(opts), "namespaces": namespaces}
+    if sysctl:
+        linux["sysctl"] = sysctl
+    if devices:
+        linux["devices"] = [{k: v for k, v in d.items() if k != "access"} for d in devices]
+        if not opts.privileged:  # privileged allows every device already
+            linux["resources"]["devices"] += [
+                {"allow": True, "type": d["type"], "major": d["major"], "minor": d["minor"],
+                 "access": d["access"]} for d in devices]
     if not opts.privileged:
         linux["maskedPaths"] = list(MASKED)
         linux["readonlyPaths"] = list(READONLY)

@@ -12,6 +12,7 @@ failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -118,6 +119,13 @@ _CREATE_FLAGS = [
          "([HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO], on a bridge network)"),
     Flag("publish-all", "P", help="Publish all exposed ports to random ports"),
     Flag("expose", value="list", repeat=True, help="Expose a port or a range of ports"),
+    Flag("add-host", value="list", repeat=True,
+         help="Add a custom host-to-IP mapping (host:ip, or host:host-gateway)"),
+    Flag("cidfile", value="string", help="Write the container ID to the file"),
+    Flag("device", value="list", repeat=True, help="Add a host device to the container"),
+    Flag("group-add", value="list", repeat=True, help="Add additional groups to join"),
+    Flag("shm-size", value="bytes", help="Size of /dev/shm"),
+    Flag("sysctl", value="map", repeat=True, help="Sysctl options"),
 ]
 
 
@@ -186,7 +194,9 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
                 "timeout": opts["health_timeout"], "retries": opts["health_retries"],
                 "start_period": opts["health_start_period"],
                 "no_healthcheck": opts["no_healthcheck"]},
-        stop_timeout=num("stop_timeout", "--stop-timeout") if opts["stop_timeout"] else None)
+        stop_timeout=num("stop_timeout", "--stop-timeout") if opts["stop_timeout"] else None,
+        add_hosts=opts["add_host"], shm_size=opts["shm_size"], sysctls=opts["sysctl"],
+        group_add=opts["group_add"], devices=opts["device"])
 
 
 def _parse_create(args: list[str], path: str, summary: str) -> tuple[dict[str, Any], list[str]]:
@@ -207,11 +217,53 @@ def _warn_ports(opts: dict[str, Any]) -> None:
               file=sys.stderr)
 
 
+class _CidFile:
+    """docker's --cidfile: refused when the file exists (another container's, maybe running),
+    made before the container, given its id once it is made, removed when that failed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+        if path:
+            try:
+                self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                  0o644)
+            except FileExistsError:
+                raise InvalidArgument("container ID file found, make sure the other container "
+                                      f"isn't running or delete {path}") from None
+            except OSError as e:
+                raise InvalidArgument(f"failed to create the container ID file: {e}") from None
+
+    def write(self, cid: str) -> None:
+        if self.fd >= 0:
+            os.write(self.fd, cid.encode())
+            os.close(self.fd)
+            self.fd = -1
+
+    def failed(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def _create_with_cidfile(eng: Any, opts: dict[str, Any], rest: list[str]) -> Any:
+    cidfile = _CidFile(opts["cidfile"])
+    try:
+        c = eng.create(rest[0], _create_options(opts, rest[1:]), name=opts["name"],
+                       auto_remove=opts["rm"])
+    except BaseException:
+        cidfile.failed()
+        raise
+    cidfile.write(c.id)
+    return c
+
+
 def _create(args: list[str], path: str) -> int:
     opts, rest = _parse_create(args, path, SUBCOMMANDS["create"])
     _warn_ports(opts)
-    c = _engine().create(rest[0], _create_options(opts, rest[1:]), name=opts["name"],
-                         auto_remove=opts["rm"])
+    c = _create_with_cidfile(_engine(), opts, rest)
     print(c.id)
     return 0
 
@@ -221,8 +273,7 @@ def _run(args: list[str], path: str) -> int:
     opts, rest = _parse_create(args, path, SUBCOMMANDS["run"])
     _warn_ports(opts)
     eng = _engine()
-    c = eng.create(rest[0], _create_options(opts, rest[1:]), name=opts["name"],
-                   auto_remove=opts["rm"])
+    c = _create_with_cidfile(eng, opts, rest)
     # A container this `run` made but could not start is removed again (docker leaves it
     # behind in the "created" state, where nobody asked for it).
     feed = None
@@ -905,6 +956,16 @@ def _since_ts(text: str, flag: str = "since") -> float:
         raise InvalidArgument(f"invalid value for \"{flag}\": {text!r}") from None
 
 
+def _shm_size(spec: dict[str, Any]) -> int:
+    """/dev/shm's size in bytes, from the container's config.json."""
+    for m in spec.get("mounts", []):
+        if m.get("destination") == "/dev/shm":
+            for o in m.get("options", []):
+                if o.startswith("size=") and o[5:].isdigit():
+                    return int(o[5:])
+    return 0
+
+
 def _inspect(args: list[str], path: str) -> int:
     from berth.image.images import rfc3339_nano
 
@@ -955,6 +1016,13 @@ def _inspect(args: list[str], path: str) -> int:
                            "Runtime": c.config.get("runtime") or "berth",
                            "PortBindings": port_bindings_doc(c.config.get("ports") or []),
                            "PublishAllPorts": bool(c.config.get("publish_all")),
+                           "ExtraHosts": c.config.get("extra_hosts") or None,
+                           "GroupAdd": c.config.get("group_add") or None,
+                           "Devices": [{"PathOnHost": h, "PathInContainer": p,
+                                        "CgroupPermissions": a}
+                                       for h, p, a in c.config.get("devices") or []],
+                           "ShmSize": _shm_size(spec),
+                           "Sysctls": spec["linux"].get("sysctl") or {},
                            "Privileged": "CAP_SYS_ADMIN" in spec["process"]["capabilities"][
                                "bounding"]},
             "Config": {"Hostname": c.config.get("hostname", ""),
