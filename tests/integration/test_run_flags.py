@@ -1,6 +1,7 @@
-"""docker's `run`/`create` flags for the container's host entries, devices, groups, /dev/shm and
-sysctls, and --cidfile, on the real kernel: what the process inside sees, what `inspect` says,
-and a clear error (exit 125, nothing made) for each bad value."""
+"""docker's `run`/`create` flags for the container's host entries, devices, groups, /dev/shm,
+sysctls, --cidfile, and the PID, IPC and UTS namespaces it shares (--pid, --ipc, --uts), on
+the real kernel: what the process inside sees, what `inspect` says, and a clear error (exit
+125, nothing made) for each bad value."""
 
 from __future__ import annotations
 
@@ -68,6 +69,43 @@ def test_what_the_container_sees(image: str, berth_env: BerthEnv) -> None:
     assert "size=65536k" in default
 
 
+def test_shared_namespaces(image: str) -> None:
+    def ns(pid: int | str, kind: str) -> str:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+    berth("run", "-d", "--name", "owner", "--network", "none", image, "sleep", "60")
+    # --pid container: sees the owner's processes, the owner's init as its PID 1
+    out = berth("run", "--rm", "--network", "none", "--pid", "container:owner", image,
+                "ps", "-o", "pid,args").stdout.split("\n")[1:]
+    assert out[0].split() == ["1", "sleep", "60"], out
+    doc = json.loads(berth("inspect", "owner").stdout)[0]
+    sharer = berth("create", "--name", "sharer", "--network", "none", "--pid", "container:owner",
+                   image, "sleep", "60").stdout.strip()
+    assert json.loads(berth("inspect", "sharer").stdout)[0]["HostConfig"]["PidMode"] == \
+        f"container:{doc['Id']}"
+    # joined as the owner runs at each start: after the owner's restart, its new namespace
+    berth("restart", "-t", "0", "owner")
+    berth("start", "sharer")
+    owner_pid = json.loads(berth("inspect", "owner").stdout)[0]["State"]["Pid"]
+    sharer_pid = json.loads(berth("inspect", sharer).stdout)[0]["State"]["Pid"]
+    assert ns(sharer_pid, "pid") == ns(owner_pid, "pid") != ns("self", "pid")
+    assert ns(sharer_pid, "ipc") != ns(owner_pid, "ipc")  # only what was asked is shared
+    berth("rm", "-f", "sharer")
+    berth("stop", "-t", "0", "owner")
+    r = berth("run", "--rm", "--pid", "container:owner", image, "true", check=False)
+    assert r.returncode == 125 and "non running container" in r.stderr
+    berth("rm", "owner")
+    # the host's: its processes, its hostname, its /dev/shm; none: no /dev/shm at all
+    out = berth("run", "--rm", "--network", "none", "--pid", "host", "--uts", "host", "--ipc",
+                "host", image, "sh", "-c", "hostname; grep -c ' /dev/shm ' /proc/mounts; "
+                "for n in pid uts ipc; do readlink /proc/self/ns/$n; done").stdout.split()
+    assert out[0] == os.uname().nodename and out[1] == "1"
+    assert out[2:] == [ns("self", "pid"), ns("self", "uts"), ns("self", "ipc")]
+    r = berth("run", "--rm", "--network", "none", "--ipc", "none", image, "sh", "-c",
+              "grep -c ' /dev/shm ' /proc/mounts", check=False)
+    assert r.stdout.strip() == "0"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--add-host", "db"], "bad format for add-host"),
     (["--add-host", "db:1.2.3"], "invalid IP address in add-host"),
@@ -79,6 +117,11 @@ def test_what_the_container_sees(image: str, berth_env: BerthEnv) -> None:
     (["--sysctl", "kernel.panic=1"], "is not namespaced"),
     (["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"], "not allowed in host network"),
     (["--network", "container:x", "--add-host", "a:1.2.3.4"], "custom host-to-IP mapping"),
+    (["--pid", "bogus"], "invalid --pid value 'bogus'"),
+    (["--pid", "container:nosuch"], "No such container: nosuch"),
+    (["--ipc", "container:x"], "--ipc container:NAME is not supported"),
+    (["--uts", "host", "--hostname", "x"], "hostname and the UTS mode"),
+    (["--uts", "container:x"], "invalid --uts value"),
 ])
 def test_bad_values_make_nothing(image: str, berth_env: BerthEnv, args: list[str],
                                  message: str) -> None:

@@ -258,3 +258,36 @@ def test_spec_of_shm_size_sysctls_groups_and_devices() -> None:
     assert "size=67108864" in next(m for m in plain["mounts"]
                                    if m["destination"] == "/dev/shm")["options"]
     assert "sysctl" not in plain["linux"] and "devices" not in plain["linux"]
+
+
+def test_spec_of_pid_ipc_and_uts_modes() -> None:
+    def spec(**kw: str) -> dict:
+        return container_spec({}, CreateOptions(args=["true"], **kw), rootfs="/r",
+                              hostname="h")
+
+    def kinds(s: dict) -> list:
+        return [n["type"] for n in s["linux"]["namespaces"]]
+
+    assert kinds(spec()) == ["pid", "ipc", "uts", "mount", "network"]
+    host = spec(pid_mode="host", ipc_mode="host", uts_mode="host")
+    assert kinds(host) == ["mount", "network"] and "hostname" not in host
+    shm = [m for m in host["mounts"] if m["destination"] == "/dev/shm"]
+    assert shm == [{"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+                    "options": ["rbind", "rprivate", "rw"]}]
+    assert not [m for m in spec(ipc_mode="none")["mounts"] if m["destination"] == "/dev/shm"]
+    joined = spec(pid_mode="container:" + "a" * 64)  # the path is written at each start
+    assert kinds(joined)[0] == "pid" and "path" not in joined["linux"]["namespaces"][0]
+
+
+def test_namespace_mode_values() -> None:
+    from berth.engine.sharing import parse_mode
+    assert parse_mode("", "--pid", ("host",)) == ("", "")
+    assert parse_mode("host", "--pid", ("host",)) == ("host", "")
+    assert parse_mode("container:web", "--pid", ("host",)) == ("container", "web")
+    for text, flag, joinable, words in (
+            ("bogus", "--pid", True, "expected host, container:NAME"),
+            ("container:", "--pid", True, "a container name or id is needed"),
+            ("container:web", "--ipc", False, "is not supported by berth"),
+            ("container:web", "--uts", False, "invalid --uts value")):
+        with pytest.raises(InvalidArgument, match=words):
+            parse_mode(text, flag, ("host",), joinable)

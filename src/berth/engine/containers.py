@@ -25,7 +25,7 @@ import signal
 import stat
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -204,11 +204,28 @@ class Engine:
         if opts.init and runtime != BUILTIN:
             raise InvalidArgument(f"--init needs berth's own runtime (runtime {runtime} would "
                                   "ignore the annotation that asks for it)")
+        from .sharing import parse_mode
+        modes = {}  # --pid, --ipc, --uts: "", host, none, or container:<the owner's id>
+        for kind, text, allowed in (("pid", opts.pid_mode, ("host",)),
+                                    ("ipc", opts.ipc_mode, ("host", "none", "private",
+                                                            "shareable")),
+                                    ("uts", opts.uts_mode, ("host",))):
+            mode, ref = parse_mode(text, f"--{kind}", allowed, joinable=kind == "pid")
+            if mode == "container":
+                mode = "container:" + self.get(ref).id
+            modes[kind] = "" if mode in ("private", "shareable") else mode
+        if modes["uts"] == "host" and opts.hostname:
+            raise InvalidArgument("conflicting options: hostname and the UTS mode")
+        if modes["uts"] == "host" and (opts.network or "").startswith("container:"):
+            raise InvalidArgument("conflicting options: the UTS mode and the network mode")
+        opts = replace(opts, pid_mode=modes["pid"], ipc_mode=modes["ipc"],
+                       uts_mode=modes["uts"])
         cid = os.urandom(32).hex()
         auto_name = not name
         name = check_name(name) if name else self._free_name()
         cdir = self.container_dir(cid)
-        hostname = opts.hostname or cid[:12]
+        hostname = opts.hostname or (os.uname().nodename if opts.uts_mode == "host"
+                                     else cid[:12])
         resolv_conf = "# berth: no DNS on this network\n"
         network, shared_hostname = opts.network or "bridge", ""
         if network.startswith("container:"):
@@ -304,7 +321,8 @@ class Engine:
                             m.create_source],
                   "volumes": [u.record() for u in vol_uses], "runtime": runtime,
                   "extra_hosts": list(opts.add_hosts), "host_entries": host_entries,
-                  "group_add": list(opts.group_add),
+                  "group_add": list(opts.group_add), "pid_mode": opts.pid_mode,
+                  "ipc_mode": opts.ipc_mode, "uts_mode": opts.uts_mode,
                   "devices": [[parse_device(d).host, x["path"], x["access"]]
                               for d, x in zip(opts.devices, devices)]}
         from .ports import plan_bindings, record as ports_record  # -p, -P, --expose

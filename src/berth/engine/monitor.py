@@ -208,9 +208,12 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
         ours = theirs = None
         if tty:  # the init sends the pty master over this pair; we keep it and relay it
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        if netmode and netmode.startswith("container:"):
-            from .networks import share_netns  # the owner's namespace as it runs now
-            share_netns(db, root, cid, netmode[len("container:"):])
+        owners = {kind: mode[len("container:"):] for kind, mode in (
+            ("network", netmode), ("pid", record.get("pid_mode") or ""))
+            if mode.startswith("container:")}
+        if owners:
+            from .sharing import join  # the owners' namespaces as they run now
+            join(db, root, cid, owners)
         try:
             init_pid = rt.create(cid, os.path.join(root, "containers", cid), theirs)
         finally:

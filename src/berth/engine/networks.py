@@ -5,7 +5,8 @@
     attach(db, root, run, cid, pid)    at start (the monitor, after rt.create, before rt.start)
     detach(db, run, cid)               when it exits (the monitor's finish) and on rm
     connect / disconnect               `network connect|disconnect` (live when it runs)
-    shared_with / share_netns          `--network container:NAME` at create / at each start
+    shared_with                        `--network container:NAME` at create (joined at each
+                                       start by engine/sharing.py)
     settings(db, cid, running)         inspect's NetworkSettings
     pure: parse_subnet, choose_subnet, check_gateway, next_free
 
@@ -768,28 +769,6 @@ def shared_with(db: Database, ref: str) -> tuple[str, str]:
     row = db.read("SELECT json_extract(config, '$.hostname') FROM containers WHERE id = ?",
                   (cid,))
     return cid, (row[0][0] if row else "") or cid[:12]
-
-
-def share_netns(db: Database, root: str, cid: str, owner: str) -> None:
-    """Before each start of a `container:OWNER` container: its config.json joins the network
-    namespace of OWNER's process as it runs now (a restart of OWNER changes it)."""
-    rows = db.read("SELECT status, pid FROM containers WHERE id = ?", (owner,))
-    if not rows:
-        raise NotFound(f"No such container: {owner} (the container whose network "
-                       f"namespace {cid[:12]} shares)")
-    status, pid = rows[0]
-    if status not in ("running", "restarting") or not pid:
-        raise Conflict(f"cannot join network namespace of a non running container: {owner}")
-    path = os.path.join(root, "containers", cid, "config.json")
-    with open(path) as f:
-        spec = json.load(f)
-    for ns in spec["linux"]["namespaces"]:
-        if ns["type"] == "network":
-            ns["path"] = f"/proc/{pid}/ns/net"
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(spec, f)
-    os.replace(tmp, path)
 
 
 def settings(db: Database, cid: str, running: bool) -> dict[str, Any]:

@@ -18,6 +18,9 @@ What docker's daemon does (daemon/oci_linux.go, oci/defaults.go), as data:
   `--network host`; `--sysctl` (the container's own namespaces' only); `--group-add` among
   the process's groups; `--device` nodes (the caller stats them) in linux.devices, allowed in
   the device cgroup with their permissions.
+- `--pid`, `--ipc`, `--uts host`: no namespace of that kind (the host's); `--pid
+  container:ID`: one whose path is filled in at each start (engine/sharing.py); `--ipc host`
+  binds the host's /dev/shm, `--ipc none` mounts none.
 Pure; raises InvalidArgument.
 """
 
@@ -101,6 +104,9 @@ class CreateOptions:
     sysctls: list[str] = field(default_factory=list)  # --sysctl KEY=VALUE
     group_add: list[str] = field(default_factory=list)  # --group-add NAME|GID
     devices: list[str] = field(default_factory=list)  # --device HOST[:CONTAINER][:PERMS]
+    pid_mode: str = ""  # --pid: "" (its own), host, container:ID (joined at each start)
+    ipc_mode: str = ""  # --ipc: "" (private, shareable), none, host
+    uts_mode: str = ""  # --uts: "" or host
 
 
 def _cap_name(name: str) -> str:
@@ -205,6 +211,17 @@ def _resources(opts: CreateOptions) -> dict[str, Any]:
     return res
 
 
+def _shm_mount(ipc_mode: str, size: int) -> list[dict[str, Any]]:
+    """/dev/shm as docker gives it for each --ipc mode."""
+    if ipc_mode == "none":
+        return []
+    if ipc_mode == "host":
+        return [{"destination": "/dev/shm", "type": "bind", "source": "/dev/shm",
+                 "options": ["rbind", "rprivate", "rw"]}]
+    return [{"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={size}"]}]
+
+
 def _mount(m: BindMount) -> dict[str, Any]:
     if m.kind == "tmpfs":
         options = ["nosuid", "nodev", "noexec"] + list(m.options)
@@ -256,7 +273,9 @@ def container_spec(image_config: Mapping[str, Any] | None, opts: CreateOptions, 
     }
     if rlimits:
         process["rlimits"] = rlimits
-    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    modes = {"pid": opts.pid_mode, "ipc": opts.ipc_mode, "uts": opts.uts_mode}
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")
+                  if modes.get(t) != "host"]
     if opts.network != "host":
         namespaces.append({"type": "network"})
     mounts: list[dict[str, Any]] = [
@@ -273,8 +292,7 @@ def container_spec(image_config: Mapping[str, Any] | None, opts: CreateOptions, 
          "options": ["ro", "nosuid", "noexec", "nodev"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
          "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm}"]},
+        *_shm_mount(opts.ipc_mode, shm),
         *[dict(m) for m in extra_mounts],
         *sorted([*(dict(m) for m in volume_mounts),
                  *(_mount(m) for m in opts.mounts if m.kind != "volume")],
@@ -300,7 +318,8 @@ def container_spec(image_config: Mapping[str, Any] | None, opts: CreateOptions, 
             linux["seccomp"] = load_profile_file(seccomp, caps)
     out = {"ociVersion": "1.0.2", "process": process,
            "root": {"path": rootfs, "readonly": opts.read_only},
-           "hostname": hostname, "mounts": mounts, "linux": linux}
+           **({"hostname": hostname} if opts.uts_mode != "host" else {}),
+           "mounts": mounts, "linux": linux}
     if opts.init:  # berth's runtime stays PID 1 as a tiny init (runtime/process.py)
         out["annotations"] = {"org.berth.init": "true"}
     return out

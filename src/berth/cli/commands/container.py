@@ -126,6 +126,9 @@ _CREATE_FLAGS = [
     Flag("group-add", value="list", repeat=True, help="Add additional groups to join"),
     Flag("shm-size", value="bytes", help="Size of /dev/shm"),
     Flag("sysctl", value="map", repeat=True, help="Sysctl options"),
+    Flag("pid", value="string", help="PID namespace to use (host, or container:NAME)"),
+    Flag("ipc", value="string", help="IPC mode to use (private, shareable, none, or host)"),
+    Flag("uts", value="string", help="UTS namespace to use (host)"),
 ]
 
 
@@ -196,7 +199,8 @@ def _create_options(opts: dict[str, Any], rest: list[str]) -> Any:
                 "no_healthcheck": opts["no_healthcheck"]},
         stop_timeout=num("stop_timeout", "--stop-timeout") if opts["stop_timeout"] else None,
         add_hosts=opts["add_host"], shm_size=opts["shm_size"], sysctls=opts["sysctl"],
-        group_add=opts["group_add"], devices=opts["device"])
+        group_add=opts["group_add"], devices=opts["device"], pid_mode=opts["pid"] or "",
+        ipc_mode=opts["ipc"] or "", uts_mode=opts["uts"] or "")
 
 
 def _parse_create(args: list[str], path: str, summary: str) -> tuple[dict[str, Any], list[str]]:
@@ -1023,6 +1027,9 @@ def _inspect(args: list[str], path: str) -> int:
                                        for h, p, a in c.config.get("devices") or []],
                            "ShmSize": _shm_size(spec),
                            "Sysctls": spec["linux"].get("sysctl") or {},
+                           "PidMode": c.config.get("pid_mode") or "",
+                           "IpcMode": c.config.get("ipc_mode") or "private",
+                           "UTSMode": c.config.get("uts_mode") or "",
                            "Privileged": "CAP_SYS_ADMIN" in spec["process"]["capabilities"][
                                "bounding"]},
             "Config": {"Hostname": c.config.get("hostname", ""),
