@@ -171,12 +171,65 @@ class Dns:
         os.close(pidfd)
 
 
+_DRAIN = 0.1  # seconds of quiet output after the init's exit that end the pump
+_DRAIN_MAX = 1.0  # and the most it reads after that exit
+
+
+class _InitWatch:
+    """The container's init, watched through a pidfd: once it exited, the pump reads what
+    is still coming and stops after _DRAIN seconds without output (at most _DRAIN_MAX after
+    the exit), even if the streams stay open. In a PID namespace of its own the kernel kills every other process of the container
+    with its init, so the streams close; with `--pid host` or `--pid container:` a process it
+    left in the background may hold them open for ever (finish then kills the cgroup's
+    processes, as containerd's shim does)."""
+
+    def __init__(self, pid: "int | None", poller: object) -> None:
+        self.fd = -1
+        self.until: "float | None" = None
+        self.last = 0.0
+        if pid:
+            try:
+                self.fd = os.pidfd_open(pid)
+            except OSError:  # gone already (reaped by an earlier pump): nothing to watch
+                return
+            poller.register(self.fd, select.POLLIN)
+
+    def exited(self, fd: int, poller: object) -> bool:
+        """Whether `fd` was the pidfd (now read: the init exited)."""
+        if fd != self.fd or self.fd < 0:
+            return False
+        poller.unregister(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        now = time.monotonic()
+        self.until, self.last = now + _DRAIN, now + _DRAIN_MAX
+        return True
+
+    def quiet(self) -> None:
+        """Output came: the drain after the init's exit starts again (up to _DRAIN_MAX)."""
+        if self.until is not None:
+            self.until = min(time.monotonic() + _DRAIN, self.last)
+
+    def over(self) -> bool:
+        return self.until is not None and time.monotonic() >= self.until
+
+    def timeout(self, deadline: "float | None") -> "int | None":
+        ends = [t for t in (deadline, self.until) if t is not None]
+        return None if not ends else max(0, int((min(ends) - time.monotonic()) * 1000))
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 def pump(log: "Log", streams: dict, dns: "Dns | None" = None, partial: "dict | None" = None,
-         deadline: "float | None" = None) -> dict:
-    """Copy the streams ({fd: "stdout" or "stderr"}) to the log until they close. `partial`:
-    the unfinished line of each, carried over from an earlier pump. With `deadline` (a
-    time.monotonic()) it stops then and returns the unfinished lines of the streams still
-    open; else (and when all closed in time) it returns {}."""
+         deadline: "float | None" = None, init: "int | None" = None) -> dict:
+    """Copy the streams ({fd: "stdout" or "stderr"}) to the log until they close, or, with
+    `init` (the container's init's pid), until they are quiet after its exit (_InitWatch).
+    `partial`: the unfinished line of each, carried over from an earlier pump. With
+    `deadline` (a time.monotonic()) it stops then and returns the unfinished lines of the
+    streams still open; else (and when all closed in time) it returns {}."""
     partial = {fd: (partial or {}).get(fd, b"") for fd in streams}
     out = log
     poller = select.poll()
@@ -184,41 +237,64 @@ def pump(log: "Log", streams: dict, dns: "Dns | None" = None, partial: "dict | N
         poller.register(fd, select.POLLIN)
     if dns is not None:
         dns.register(poller)
+    watch = _InitWatch(init, poller)
     live = set(streams)
-    while live:
-        timeout = None
-        if deadline is not None:
-            timeout = int((deadline - time.monotonic()) * 1000)
-            if timeout <= 0:
+    try:
+        while live:
+            if watch.over():  # the init is gone and its leftovers are quiet: done
+                for fd in live:
+                    os.close(fd)
+                    if partial[fd]:
+                        out.write(_entry(partial[fd], streams[fd]))
+                return {}
+            if deadline is not None and time.monotonic() >= deadline:
                 return {fd: partial[fd] for fd in live}
-        for fd, _ev in poller.poll(timeout):
-            if dns is not None and dns.owns(fd):
-                dns.handle(fd, poller)
-                continue
-            data = os.read(fd, _READ)
-            if not data:
-                poller.unregister(fd)
-                live.discard(fd)
-                os.close(fd)
-                if partial[fd]:
-                    out.write(_entry(partial[fd], streams[fd]))
-                continue
-            lines = (partial[fd] + data).split(b"\n")
-            partial[fd] = lines.pop()
-            chunk = b"".join(_entry(line + b"\n", streams[fd]) for line in lines)
-            if len(partial[fd]) >= _SPLIT:
-                chunk += _entry(partial[fd], streams[fd])
-                partial[fd] = b""
-            if chunk:
-                out.write(chunk)
+            _pump_ready(poller.poll(watch.timeout(deadline)), out, streams, partial, live,
+                        dns, poller, watch)
+    finally:
+        watch.close()
     return {}
+
+
+def _pump_ready(ready: list, out: "Log", streams: dict, partial: dict, live: set,
+                dns: "Dns | None", poller: object, watch: _InitWatch) -> None:
+    for fd, _ev in ready:
+        if watch.exited(fd, poller):
+            continue
+        if dns is not None and dns.owns(fd):
+            dns.handle(fd, poller)
+            continue
+        watch.quiet()
+        data = os.read(fd, _READ)
+        if not data:
+            poller.unregister(fd)
+            live.discard(fd)
+            os.close(fd)
+            if partial[fd]:
+                out.write(_entry(partial[fd], streams[fd]))
+            continue
+        partial[fd], chunk = _lines(partial[fd], data, streams[fd])
+        if chunk:
+            out.write(chunk)
+
+
+def _lines(partial: bytes, data: bytes, stream: str) -> tuple:
+    """(what is left unfinished, the json-file entries of the finished lines): a line that
+    reaches docker's 16 KiB unfinished is an entry of its own."""
+    lines = (partial + data).split(b"\n")
+    partial = lines.pop()
+    chunk = b"".join(_entry(line + b"\n", stream) for line in lines)
+    if len(partial) >= _SPLIT:
+        chunk += _entry(partial, stream)
+        partial = b""
+    return partial, chunk
 
 
 _REPLAY = 1 << 16  # what a terminal printed before anyone attached, shown to the first client
 
 
 def pump_tty(log: "Log", master: int, listen_fd: int, sock_path: str,
-             dns: "Dns | None" = None) -> None:
+             dns: "Dns | None" = None, init: "int | None" = None) -> None:
     """With a terminal: the pty master carries the container's output (logged as stdout and
     sent to every client attached on `sock_path`) and its input (from the clients). Clients
     speak frames: b"d" + 4-byte length + bytes to type, b"r" + rows and cols (2 bytes each)
@@ -238,12 +314,16 @@ def pump_tty(log: "Log", master: int, listen_fd: int, sock_path: str,
     poller.register(listener.fileno(), select.POLLIN)
     if dns is not None:
         dns.register(poller)
+    watch = _InitWatch(init, poller)  # as in pump(): a terminal held open by leftovers
     done = False
-    while not done:
-        for fd, ev in poller.poll():
+    while not done and not watch.over():
+        for fd, ev in poller.poll(watch.timeout(None)):
+            if watch.exited(fd, poller):
+                continue
             if dns is not None and dns.owns(fd):
                 dns.handle(fd, poller)
             elif fd == master:
+                watch.quiet()
                 try:
                     data = os.read(master, _READ)
                 except OSError:  # EIO: every holder of the terminal's other side is gone
@@ -258,9 +338,7 @@ def pump_tty(log: "Log", master: int, listen_fd: int, sock_path: str,
                         c[0].sendall(data)
                     except OSError:
                         pass
-                lines = (partial + data).split(b"\n")
-                partial = lines.pop()
-                chunk = b"".join(_entry(line + b"\n", "stdout") for line in lines)
+                partial, chunk = _lines(partial, data, "stdout")
                 if chunk:
                     out.write(chunk)
             elif fd == listener.fileno():
@@ -311,6 +389,7 @@ def pump_tty(log: "Log", master: int, listen_fd: int, sock_path: str,
                         break
                 if fd in clients:
                     clients[fd][1] = buf
+    watch.close()
     if partial:
         out.write(_entry(partial, "stdout"))
     for c in clients.values():
@@ -383,10 +462,10 @@ def main(argv: list) -> None:
                err_fd: bytes.fromhex(argv[16]) if len(argv) > 16 else b""}
     out = Log(log, max_size, max_file)
     if attach:
-        pump_tty(out, out_fd, err_fd, attach, dns)
+        pump_tty(out, out_fd, err_fd, attach, dns, init=pid)
     else:  # a stream the monitor saw close is -1
         pump(out, {fd: name for fd, name in ((out_fd, "stdout"), (err_fd, "stderr"))
-                   if fd >= 0}, dns, partial)
+                   if fd >= 0}, dns, partial, init=pid)
     out.close()
     if dns is not None:
         dns.serve_until_exit(pid)
