@@ -122,3 +122,32 @@ def test_the_monitor_is_named_from_its_first_moment(image: str) -> None:
     with open(f"/proc/{ppid}/comm") as f:
         assert f.read().strip() == "berth-monitor"
     berth("rm", "-f", cid)
+
+
+def test_ctrl_c_while_run_starts_leaves_no_unseen_container(image: str) -> None:
+    """A SIGINT that reaches `run` while the container is being made or started waits until
+    it runs and then goes to it, as every later one does: the CLI never removes the records
+    of a container its monitor goes on starting (which would then run out of sight)."""
+    script = 'trap "exit 7" INT; sleep 6%03d & wait' % (os.getpid() % 1000)
+    for delay in (0.03, 0.06, 0.09, 0.12, 0.2):
+        p = subprocess.Popen([*BERTH, "run", "--rm", "--network", "none", image, "sh", "-c",
+                              script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+        # before anything was made (130), or from the container, which got it (7)
+        assert p.returncode in (130, 7), (delay, p.returncode, err)
+        deadline = time.monotonic() + 10
+        while berth("ps", "-aq").stdout and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert berth("ps", "-aq").stdout == "", delay
+        assert not [q for q in os.listdir("/proc") if q.isdigit() and
+                    _cmdline(q).startswith("sleep\0" + script.rsplit("sleep ", 1)[1][:4])]
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read()
+    except OSError:
+        return ""

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -111,6 +112,9 @@ def _spawn(engine: Any, c: Any, plan: Any, stdin: int | None, handover: int | No
     if pid == 0:  # pragma: no cover - runs in the child
         code = 1
         try:
+            # the CLI holds Ctrl-C and the like while it starts a container (see
+            # cli/commands/container.py, _start_with_stdin): the monitor takes signals again
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
             os.close(r)
             # SQLite keeps per-process lock state for the database file: close the CLI's
             # connection properly here, before any descriptor of it is closed under it

@@ -277,7 +277,14 @@ def _run(args: list[str], path: str) -> int:
     opts, rest = _parse_create(args, path, SUBCOMMANDS["run"])
     _warn_ports(opts)
     eng = _engine()
-    c = _create_with_cidfile(eng, opts, rest)
+    # Ctrl-C and the like wait until the container runs, and then go to it (see
+    # _start_with_stdin): none leaves a container half made, half started or unseen.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+    try:
+        c = _create_with_cidfile(eng, opts, rest)
+    except BaseException:
+        _let_signals_in()
+        raise
     # A container this `run` made but could not start is removed again (docker leaves it
     # behind in the "created" state, where nobody asked for it).
     feed = None
@@ -294,16 +301,20 @@ def _run(args: list[str], path: str) -> int:
     except (CommandNotFound, CommandNotInvokable) as e:
         print(f"Error: failed to start container {c.short_id}: {e}", file=sys.stderr)
         eng.destroy(c.id, volumes=True)
+        _let_signals_in()
         return e.exit_code
     except BaseException:
         if log_fd is not None:
             os.close(log_fd)
         eng.destroy(c.id, volumes=True)
+        _let_signals_in()
         raise
     if opts["detach"]:
         print(c.id)
+        _let_signals_in()  # it runs on, as docker leaves a started -d container
         return 0
     if opts["tty"]:
+        _let_signals_in()  # in raw mode Ctrl-C is a key for the container
         return _attach_tty(eng, c.id, interactive=opts["interactive"])
     if feed is not None:
         _feed_stdin(feed)
@@ -431,8 +442,9 @@ def _follow_until_exit(eng: Any, cid: str, pos: int = 0, log_fd: int | None = No
         except BerthError:
             pass
 
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    for s in _FORWARDED:
         signal.signal(s, forward)
+    _let_signals_in()  # held since the start (_start_with_stdin): now they reach it
     follow = _LogFollower(eng.log_path(cid), log_fd, pos)
     c = eng.get(cid)
     pidfd = None
@@ -636,21 +648,36 @@ def _start(args: list[str], path: str) -> int:
         _start_with_stdin(eng, c.id, stdin_r, wait_here=True)
     except BaseException:
         os.close(log_fd)
+        _let_signals_in()
         raise
     if feed is not None:
         _feed_stdin(feed)
     return _follow_until_exit(eng, c.id, log_fd=log_fd)
 
 
+# What a user sends the CLI that `run` passes on to the container (Ctrl-C, kill, a hang-up).
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
 def _start_with_stdin(eng: Any, cid: str, stdin_r: int | None, wait_here: bool = False) -> None:
     """Start `cid` with `stdin_r` (the read end of our pipe, or None) as its stdin; our copy
     of the read end is closed either way (the monitor holds its own). `wait_here`: we follow
-    it to its end (Engine.start)."""
+    it to its end (Engine.start).
+    The signals in _FORWARDED are held from here on, until `_let_signals_in`: one that came
+    while the monitor (in a session of its own, which it does not reach) starts the container
+    would make us remove the records of a container that then runs on, out of every berth
+    command's sight. Once it runs they go to it (_follow_until_exit); after a failed start,
+    once it is cleaned up, they act on us."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
     try:
         eng.start(cid, stdin=stdin_r, wait_here=wait_here)
     finally:
         if stdin_r is not None:
             os.close(stdin_r)
+
+
+def _let_signals_in() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
 
 
 def _log_end(eng: Any, cid: str) -> int:
