@@ -151,3 +151,19 @@ def _cmdline(pid: str) -> str:
             return f.read()
     except OSError:
         return ""
+
+
+def test_a_slow_reader_of_run_gets_all_of_a_rotated_log(image: str) -> None:
+    """`run … | less`: the CLI, blocked on a full pipe, claims the finish before it reads the
+    rest of the log, so the monitor does not give up waiting and remove (--rm) the files
+    the log rotated into while they are still unread."""
+    p = subprocess.Popen([*BERTH, "run", "--rm", "--network", "none", "--log-opt", "max-size=64k",
+                          "--log-opt", "max-file=6", image, "sh", "-c",
+                          "sleep 0.4; i=0; while [ $i -lt 3000 ]; do "
+                          "echo line-$i-................................................; "
+                          "i=$((i+1)); done"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(3.5)  # past the monitor's 2 s claim window, with our stdout pipe full
+    out, err = p.communicate(timeout=60)
+    lines = out.decode().splitlines()
+    assert p.returncode == 0, err
+    assert [ln.split("-")[1] for ln in lines] == [str(i) for i in range(3000)]

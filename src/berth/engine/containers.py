@@ -410,11 +410,14 @@ class Engine:
         its finish (readable when the container is gone), or None."""
         return self._handovers.get(cid)
 
-    def finish_here(self, cid: str) -> int | None:
+    def finish_here(self, cid: str, before: Any = None) -> int | None:
         """Take the finish the monitor offers (see _pump.hand_over) and do it in this process,
         which has the engine loaded (the monitor would import it: tens of ms on every `run`).
         The exit code, or None when the monitor keeps the finish (then wait for it as usual).
-        If the finish fails here the monitor is let go without "done" and does it itself."""
+        If the finish fails here the monitor is let go without "done" and does it itself.
+        `before()` runs once the finish is ours and before it (reading the whole log: the
+        monitor waits for "done" however long that takes, where it waits only briefly for
+        the claim)."""
         from .monitor import finish, finished, take_exit
         sock = self._handovers.pop(cid)
         code = take_exit(sock)
@@ -422,6 +425,8 @@ class Engine:
             sock.close()
             return None
         try:
+            if before is not None:
+                before()
             finish(str(self.root), str(self.run), cid, code)
         except Exception:  # noqa: BLE001 - the monitor, seeing no "done", finishes instead
             sock.close()

@@ -466,8 +466,9 @@ def _follow_until_exit(eng: Any, cid: str, pos: int = 0, log_fd: int | None = No
                 ready, done = [], False
             if hand is not None and hand in ready:
                 hand = None
-                follow.copy()  # all of it is written: read it before an --rm removes it
-                code = eng.finish_here(cid)
+                # all of it is written: read it before an --rm removes it (once the finish is
+                # ours: the monitor waits for our claim 2 s only, a slow reader longer)
+                code = eng.finish_here(cid, before=follow.copy)
                 if code is not None:
                     follow.copy()
                     return code
