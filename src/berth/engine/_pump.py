@@ -72,31 +72,49 @@ class Log:
         self.path, self.max_size, self.max_file = path, max_size, max(1, max_file)
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self.size = os.fstat(self.fd).st_size
+        self.dropped, self.error = 0, ""
 
     def write(self, data: bytes) -> None:
         if self.max_size and self.size + len(data) > self.max_size and data.count(b"\n") > 1:
             for entry in data.splitlines(keepends=True):  # rotate between entries
                 self.write(entry)
             return
-        if self.max_size and self.size and self.size + len(data) > self.max_size:
+        try:
+            if self.fd < 0 or (self.max_size and self.size and
+                               self.size + len(data) > self.max_size):
+                self._rotate()
+            os.write(self.fd, data)
+            self.size += len(data)
+        except OSError as e:  # the disk is full…: the entry is dropped, as docker drops it,
+            self.dropped += data.count(b"\n") or 1  # and the next one tries again
+            self.error = e.strerror or str(e)
+
+    def _rotate(self) -> None:
+        if self.fd >= 0:
             os.close(self.fd)
-            if self.max_file == 1:
-                os.truncate(self.path, 0)
-            else:
-                for i in range(self.max_file - 1, 0, -1):
-                    src = self.path if i == 1 else f"{self.path}.{i - 1}"
-                    try:
-                        os.rename(src, f"{self.path}.{i}")
-                    except FileNotFoundError:
-                        pass
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                              0o640)
-            self.size = 0
-        os.write(self.fd, data)
-        self.size += len(data)
+            self.fd = -1
+        if self.max_file == 1:
+            os.truncate(self.path, 0)
+        else:
+            for i in range(self.max_file - 1, 0, -1):
+                src = self.path if i == 1 else f"{self.path}.{i - 1}"
+                try:
+                    os.rename(src, f"{self.path}.{i}")
+                except FileNotFoundError:
+                    pass
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                          0o640)
+        self.size = 0
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.dropped:  # said where a user looks, beside the log
+            with contextlib_suppress(), open(os.path.join(os.path.dirname(self.path),
+                                                          "monitor.log"), "a") as f:
+                f.write(f"{self.dropped} log entries dropped: {self.error}\n")
+            self.dropped = 0
 
 
 class Dns:
@@ -460,16 +478,19 @@ def main(argv: list) -> None:
     handover = int(argv[14]) if len(argv) > 14 else -1
     partial = {out_fd: bytes.fromhex(argv[15]) if len(argv) > 15 else b"",
                err_fd: bytes.fromhex(argv[16]) if len(argv) > 16 else b""}
-    out = Log(log, max_size, max_file)
-    if attach:
-        pump_tty(out, out_fd, err_fd, attach, dns, init=pid)
-    else:  # a stream the monitor saw close is -1
-        pump(out, {fd: name for fd, name in ((out_fd, "stdout"), (err_fd, "stderr"))
-                   if fd >= 0}, dns, partial, init=pid)
-    out.close()
-    if dns is not None:
-        dns.serve_until_exit(pid)
-        dns.close()
+    try:
+        out = Log(log, max_size, max_file)
+        if attach:
+            pump_tty(out, out_fd, err_fd, attach, dns, init=pid)
+        else:  # a stream the monitor saw close is -1
+            pump(out, {fd: name for fd, name in ((out_fd, "stdout"), (err_fd, "stderr"))
+                       if fd >= 0}, dns, partial, init=pid)
+        out.close()
+        if dns is not None:
+            dns.serve_until_exit(pid)
+            dns.close()
+    except BaseException:  # whatever failed, the container is still reaped and finished
+        _said(log)
     code = reap(pid)
     if hand_over(handover, code):
         os._exit(0)
@@ -477,12 +498,18 @@ def main(argv: list) -> None:
     from berth.engine.monitor import finish
     try:
         finish(root, run, cid, code)
-    except BaseException:  # said where a user looks: next to the container's log
-        import traceback
-        with open(os.path.join(os.path.dirname(log), "monitor.log"), "a") as f:
-            f.write(traceback.format_exc())
+    except BaseException:
+        _said(log)
     finally:
         os._exit(0)
+
+
+def _said(log: str) -> None:
+    """The exception being handled, where a user looks: next to the container's log."""
+    import traceback
+    with contextlib_suppress(), open(os.path.join(os.path.dirname(log), "monitor.log"),
+                                     "a") as f:
+        f.write(traceback.format_exc())
 
 
 if __name__ == "__main__":

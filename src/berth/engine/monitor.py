@@ -358,16 +358,18 @@ def _launch(root: str, run: str, cid: str, name: str, plan: Any, status_fd: int 
     launcher = (f"import sys; sys.path.insert(0, {here!r}); import _pump; del sys.path[0]; "
                 "_pump.main(sys.argv)")
     paths = os.pathsep.join(p for p in sys.path if p and os.path.isabs(p))
-    os.execv(_named_link(run, py), [MONITOR_NAME, "-S", "-I", "-c", launcher, str(out_r),
-                                    str(err_r),
-                                    str(log_path(root, cid)), str(init_pid), paths, root, run,
-                                    cid, attach if master >= 0 else "",
-                                    str(log_opts.get("max_size", 0)),
-                                    str(log_opts.get("max_file", 1)),
-                                    *dns_argv,
-                                    str(-1 if handover is None else handover),
-                                    partial.get(out_r, b"").hex(),
-                                    partial.get(err_r, b"").hex()])
+    args = [str(out_r), str(err_r), str(log_path(root, cid)), str(init_pid), paths, root, run,
+            cid, attach if master >= 0 else "", str(log_opts.get("max_size", 0)),
+            str(log_opts.get("max_file", 1)), *dns_argv,
+            str(-1 if handover is None else handover), partial.get(out_r, b"").hex(),
+            partial.get(err_r, b"").hex()]
+    for exe in (_named_link(run, py), py):  # the link, else the interpreter by its own name
+        with _suppress():
+            os.execv(exe, [MONITOR_NAME, "-S", "-I", "-c", launcher, *args])
+    # no exec at all (the interpreter gone since, out of memory…): pump here, loaded as we
+    # are; the container still gets its log, its reaping and its finish
+    from . import _pump
+    _pump.main(["-c", *args])
 
 
 _GRACE = 0.25  # seconds a first start keeps the loaded monitor before the exec
@@ -443,10 +445,9 @@ def _named_link(run: str, py: str) -> str:
     try:
         if os.readlink(link) == py:
             return link
-        os.unlink(link)
     except OSError:
         pass
-    tmp = f"{link}.{os.getpid()}"
+    tmp = f"{link}.{os.getpid()}"  # replaced by a rename: never missing for another monitor
     try:
         os.makedirs(run, exist_ok=True)
         os.symlink(py, tmp)
