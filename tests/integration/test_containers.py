@@ -605,3 +605,23 @@ def test_a_missing_name_among_several_is_dockers_exit_1(image: str) -> None:
         assert berth(*args, check=False).returncode == 1, args
     r = berth("rm", "-f", "nosuch", check=False)
     assert r.returncode == 0 and "No such container: nosuch" in r.stderr
+
+
+def test_restart_of_a_restarting_container_leaves_it_running(image: str) -> None:
+    """`restart` while a crash-looping container waits out its back-off (docker: it ends up
+    running); it used to end "exited", the stop's mark left for the waiting monitor."""
+    berth("run", "-d", "--name", "loop", "--restart", "always", "--network", "none", image,
+          "sh", "-c", "n=$(cat /count 2>/dev/null || echo 0); echo $((n+1)) > /count; "
+          "[ $n -ge 4 ] && exec sleep 60; exit 1")
+    deadline = time.monotonic() + 20
+    while berth("inspect", "-f", "{{.State.Status}}", "loop").stdout.strip() != "restarting":
+        assert time.monotonic() < deadline, "never seen restarting"
+        time.sleep(0.02)
+    berth("restart", "-t", "0", "loop")
+    deadline = time.monotonic() + 20
+    while (status := berth("inspect", "-f", "{{.State.Status}}", "loop").stdout.strip()) \
+            != "running":
+        assert status != "exited" and time.monotonic() < deadline, status
+        time.sleep(0.1)
+    assert berth("exec", "loop", "cat", "/count").stdout.strip() == "5"
+    berth("rm", "-f", "loop")

@@ -393,9 +393,14 @@ class Engine:
         monitor's finish then (`finish_here`); not with a restart policy, whose finish may
         start the container again and must stay the monitor's."""
         c = self.get(ref)
-        if c.status in ("running", "restarting"):
+        if c.status == "running":
             return c
         with self.db.transaction() as tx:
+            # restarting (its monitor waits out the back-off): it goes ahead, also after a
+            # `stop` meanwhile (`restart` of a restarting container is stop, then this)
+            if tx.execute("UPDATE containers SET stopped_by_user = 0 WHERE id = ? AND "
+                          "status = 'restarting'", (c.id,)).rowcount:
+                return self.get(c.id)
             tx.execute("UPDATE containers SET stopped_by_user = 0, restart_count = 0 "
                        "WHERE id = ?", (c.id,))
         from .monitor import spawn

@@ -521,11 +521,13 @@ def finish(root: str, run: str, cid: str, code: int) -> None:
             db.record_event("container", "die", cid, {"name": name, "exitCode": str(code)})
         if again:
             time.sleep(restart_delay(count))
-            stopped_now = db.read("SELECT stopped_by_user FROM containers WHERE id = ?", (cid,))
-            if not stopped_now or stopped_now[0][0]:  # removed or stopped meanwhile
-                with db.transaction() as tx:
-                    tx.execute("UPDATE containers SET status = 'exited', monitor_pid = 0 "
-                               "WHERE id = ?", (cid,))
+            with db.transaction() as tx:  # stopped meanwhile (and not started again since:
+                # Engine.start clears the mark of a restarting container), or removed
+                kept_down = tx.execute(
+                    "UPDATE containers SET status = 'exited', monitor_pid = 0 WHERE id = ? "
+                    "AND stopped_by_user = 1", (cid,)).rowcount or not tx.execute(
+                    "SELECT 1 FROM containers WHERE id = ?", (cid,)).fetchone()
+            if kept_down:
                 return
             with db.transaction() as tx:
                 tx.execute("UPDATE containers SET restart_count = restart_count + 1 "
