@@ -157,11 +157,11 @@ def _cmdline(pid: str) -> str:
 
 
 def test_a_slow_reader_of_run_gets_all_of_a_rotated_log(image: str) -> None:
-    """`run … | less`: the CLI, blocked on a full pipe, claims the finish before it reads the
-    rest of the log, so the monitor does not give up waiting and remove (--rm) the files
-    the log rotated into while they are still unread."""
+    """`run … | less`: the CLI, blocked on a full pipe, still claims the finish in time (from
+    a thread of its own), so the monitor does not give up waiting and remove (--rm) the
+    files the log rotated into while they are still unread."""
     p = subprocess.Popen([*BERTH, "run", "--rm", "--network", "none", "--log-opt", "max-size=64k",
-                          "--log-opt", "max-file=6", image, "sh", "-c",
+                          "--log-opt", "max-file=10", image, "sh", "-c",
                           "sleep 0.4; i=0; while [ $i -lt 3000 ]; do "
                           "echo line-$i-................................................; "
                           "i=$((i+1)); done"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)

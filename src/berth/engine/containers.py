@@ -390,7 +390,7 @@ class Engine:
     def start(self, ref: str, stdin: int | None = None, wait_here: bool = False) -> Container:
         """Start the container under a new monitor; `stdin`: see monitor.spawn. `wait_here`:
         this process waits for the container's end (`run`, `start -a`) and offers to do the
-        monitor's finish then (`finish_here`); not with a restart policy, whose finish may
+        monitor's finish then (`claim_finish`); not with a restart policy, whose finish may
         start the container again and must stay the monitor's."""
         c = self.get(ref)
         if c.status == "running":
@@ -415,31 +415,36 @@ class Engine:
         its finish (readable when the container is gone), or None."""
         return self._handovers.get(cid)
 
-    def finish_here(self, cid: str, before: Any = None) -> int | None:
-        """Take the finish the monitor offers (see _pump.hand_over) and do it in this process,
-        which has the engine loaded (the monitor would import it: tens of ms on every `run`).
-        The exit code, or None when the monitor keeps the finish (then wait for it as usual).
-        If the finish fails here the monitor is let go without "done" and does it itself.
-        `before()` runs once the finish is ours and before it (reading the whole log: the
-        monitor waits for "done" however long that takes, where it waits only briefly for
-        the claim)."""
-        from .monitor import finish, finished, take_exit
+    def claim_finish(self, cid: str) -> int | None:
+        """Wait for the finish the monitor offers (see _pump.hand_over) and claim it, to do
+        it in this process, which has the engine loaded (the monitor would import it: tens
+        of ms on every `run`). The exit code, then call `finish_claimed`; None when the
+        monitor keeps the finish (then wait for it as usual). Only socket traffic: the CLI
+        runs it in a thread of its own, so that a claim is never late behind a blocked
+        write (the monitor waits for it 2 s only, and for "done" as long as it takes)."""
+        from .monitor import take_exit
         sock = self._handovers.pop(cid)
         code = take_exit(sock)
         if code is None:
             sock.close()
             return None
+        self._handovers[cid] = sock
+        return code
+
+    def finish_claimed(self, cid: str, code: int) -> bool:
+        """The finish claimed by `claim_finish`, done here. False when it failed: the
+        monitor, let go without "done", does it itself."""
+        from .monitor import finish, finished
+        sock = self._handovers.pop(cid)
         try:
-            if before is not None:
-                before()
             finish(str(self.root), str(self.run), cid, code)
         except Exception:  # noqa: BLE001 - the monitor, seeing no "done", finishes instead
             sock.close()
-            return None
+            return False
         finished(sock)
         with contextlib.suppress(FileNotFoundError):  # an --rm container's code: we have it
             self.exit_file(cid).unlink()
-        return code
+        return True
 
     def run_attached(self, ref: str, *, stdout: int, stderr: int) -> int:
         """Run a created container in this process until it exits, with stdin on /dev/null

@@ -453,25 +453,23 @@ def _follow_until_exit(eng: Any, cid: str, pos: int = 0, log_fd: int | None = No
             pidfd = os.pidfd_open(c.monitor_pid)
         except OSError:
             pidfd = None
-    hand = eng.handover(cid)  # started by us: the monitor offers us its finish there
+    claim = _Claim(eng, cid) if eng.handover(cid) is not None else None
     try:
         while True:
             follow.copy()
-            waits = [w for w in (pidfd, hand) if w is not None]
+            waits = [w for w in (pidfd, claim and claim.ready_fd) if w is not None]
             if waits:
                 ready = select.select(waits, [], [], 0.05)[0]
                 done = pidfd is not None and pidfd in ready
             else:
                 time.sleep(0.02)
                 ready, done = [], False
-            if hand is not None and hand in ready:
-                hand = None
-                # all of it is written: read it before an --rm removes it (once the finish is
-                # ours: the monitor waits for our claim 2 s only, a slow reader longer)
-                code = eng.finish_here(cid, before=follow.copy)
-                if code is not None:
-                    follow.copy()
-                    return code
+            if claim is not None and claim.ready_fd in ready:
+                code, claim = claim.result(), None
+                if code is not None:  # ours: all of it is written; read it before an --rm
+                    follow.copy()  # removes it, then finish
+                    if eng.finish_claimed(cid, code):
+                        return code
                 continue
             try:
                 c = eng.get(cid)
@@ -485,6 +483,33 @@ def _follow_until_exit(eng: Any, cid: str, pos: int = 0, log_fd: int | None = No
         follow.close()
         if pidfd is not None:
             os.close(pidfd)
+
+
+class _Claim:
+    """The monitor's offer of its finish, claimed by a thread of its own the moment it comes
+    (Engine.claim_finish): the main thread may be blocked writing the output to a slow
+    reader (`run … | less`) for longer than the monitor waits for a claim, and the monitor
+    would then finish itself and an --rm remove the log files not read yet. `ready_fd`
+    becomes readable when the claim is decided."""
+
+    def __init__(self, eng: Any, cid: str) -> None:
+        import threading
+        self._r, self._w = os.pipe()
+        self.ready_fd = self._r
+        self._code: int | None = None
+
+        def take() -> None:
+            try:
+                self._code = eng.claim_finish(cid)
+            finally:
+                os.write(self._w, b"x")
+
+        threading.Thread(target=take, daemon=True).start()
+
+    def result(self) -> int | None:
+        os.close(self._r)
+        os.close(self._w)
+        return self._code
 
 
 def _log_text(doc: dict[str, Any], timestamps: bool = False, details: bool = False) -> bytes:
