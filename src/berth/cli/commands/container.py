@@ -561,8 +561,10 @@ class _LogFollower:
                 rotated = False
             if not rotated:
                 return
-            # The monitor writes whole entries and rotates between them, so the old file is
-            # read to its end; the ones begun after it are those whose first entry is later.
+            # The monitor writes whole entries and rotates between them: what it wrote to the
+            # old file between our read and the rotation is read now (the file is whole
+            # since); the ones begun after it are those whose first entry is later.
+            self._drain()
             # Open them all before reading any (a file renamed or deleted meanwhile is still
             # read through its descriptor).
             begun = _first_time(self.fd)
