@@ -4,6 +4,7 @@ with the test's own BERTH_ROOT and BERTH_RUN (set by the berth_env fixture)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -37,3 +38,19 @@ def ip_of(container: str, network: str) -> str:
         if c["Name"] == container:
             return str(c["IPv4Address"].split("/")[0])
     raise AssertionError(f"{container} not on {network}: {doc['Containers']}")
+
+
+def pids_running(*argv: str) -> list[int]:
+    """The processes of this machine whose command line is `argv`, exactly (what a container
+    left behind, found from the host)."""
+    want = "".join(a + "\0" for a in argv).encode()
+    found = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    if f.read() == want:
+                        found.append(int(p))
+            except OSError:
+                continue
+    return found

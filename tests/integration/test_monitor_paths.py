@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.cli import BERTH, berth, remove_all_containers
+from helpers.cli import BERTH, berth, pids_running, remove_all_containers
 from helpers.rootfs import make_rootfs_tar
 
 TYPE_CHECKING = False
@@ -128,7 +128,8 @@ def test_ctrl_c_while_run_starts_leaves_no_unseen_container(image: str) -> None:
     """A SIGINT that reaches `run` while the container is being made or started waits until
     it runs and then goes to it, as every later one does: the CLI never removes the records
     of a container its monitor goes on starting (which would then run out of sight)."""
-    script = 'trap "exit 7" INT; sleep 6%03d & wait' % (os.getpid() % 1000)
+    seconds = "6%03d" % (os.getpid() % 1000)
+    script = f'trap "exit 7" INT; sleep {seconds} & wait'
     for delay in (0.03, 0.06, 0.09, 0.12, 0.2):
         # --init: a SIGINT that reaches the shell before its trap is set kills it (as PID 1
         # it would ignore it, and wait for ever)
@@ -144,16 +145,8 @@ def test_ctrl_c_while_run_starts_leaves_no_unseen_container(image: str) -> None:
         while berth("ps", "-aq").stdout and time.monotonic() < deadline:
             time.sleep(0.1)
         assert berth("ps", "-aq").stdout == "", delay
-        assert not [q for q in os.listdir("/proc") if q.isdigit() and
-                    _cmdline(q).startswith("sleep\0" + script.rsplit("sleep ", 1)[1][:4])]
+        assert pids_running("sleep", seconds) == []
 
-
-def _cmdline(pid: str) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline") as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def test_a_slow_reader_of_run_gets_all_of_a_rotated_log(image: str) -> None:

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from helpers.cli import berth
+from helpers.cli import berth, pids_running
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -111,22 +111,13 @@ def test_a_shared_pid_namespace_ends_with_its_init(image: str, tty: list[str]) -
     """Without a PID namespace of its own nothing kills what the init left behind: the
     container still ends with its init (what it left is killed, as containerd does), even
     when a leftover holds its output open."""
-    marker = f"sleep {os.getpid() % 1000 + 7000}"
+    seconds = str(os.getpid() % 1000 + 7000)
     r = berth("run", "--rm", *tty, "--network", "none", "--pid", "host", image, "sh", "-c",
-              f"{marker} & echo out; exit 3", check=False, timeout=20)
+              f"sleep {seconds} & echo out; exit 3", check=False, timeout=20)
     assert (r.returncode, r.stdout.strip()) == (3, "out")
     assert berth("ps", "-aq").stdout == ""
-    left = [p for p in os.listdir("/proc") if p.isdigit() and
-            _cmdline(p) == marker.replace(" ", "\0") + "\0"]
-    assert left == []
+    assert pids_running("sleep", seconds) == []
 
-
-def _cmdline(pid: str) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline") as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 @pytest.mark.parametrize("args, message", [
