@@ -267,7 +267,8 @@ class Engine:
                 from .networks import Networks
                 ip = Networks(self.db).get("bridge").gateway
             host_entries.append([ip, host])
-        devices = [_host_device(parse_device(d)) for d in opts.devices]
+        mappings = [parse_device(d) for d in opts.devices]
+        devices = [_host_device(m) for m in mappings]
         cfg = img.config.doc.get("config") or {}
         from berth.image.unpack import prepare_rootfs
         [mount] = prepare_rootfs(self.images, img, cid)
@@ -323,8 +324,7 @@ class Engine:
                   "extra_hosts": list(opts.add_hosts), "host_entries": host_entries,
                   "group_add": list(opts.group_add), "pid_mode": opts.pid_mode,
                   "ipc_mode": opts.ipc_mode, "uts_mode": opts.uts_mode,
-                  "devices": [[parse_device(d).host, x["path"], x["access"]]
-                              for d, x in zip(opts.devices, devices)]}
+                  "devices": [[m.host, m.container, m.permissions] for m in mappings]}
         from .ports import plan_bindings, record as ports_record  # -p, -P, --expose
         bindings, exposed = plan_bindings(opts.publish, opts.expose,
                                           cfg.get("ExposedPorts") or {}, opts.publish_all)
