@@ -196,10 +196,10 @@ _DRAIN_MAX = 1.0  # and the most it reads after that exit
 class _InitWatch:
     """The container's init, watched through a pidfd: once it exited, the pump reads what
     is still coming and stops after _DRAIN seconds without output (at most _DRAIN_MAX after
-    the exit), even if the streams stay open. In a PID namespace of its own the kernel kills every other process of the container
-    with its init, so the streams close; with `--pid host` or `--pid container:` a process it
-    left in the background may hold them open for ever (finish then kills the cgroup's
-    processes, as containerd's shim does)."""
+    the exit), even if the streams stay open. In a PID namespace of its own the kernel kills
+    every other process of the container with its init, so the streams close; with `--pid
+    host` or `--pid container:` a process it left in the background may hold them open for
+    ever (finish then kills the cgroup's processes, as containerd's shim does)."""
 
     def __init__(self, pid: "int | None", poller: object) -> None:
         self.fd = -1
