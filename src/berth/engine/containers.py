@@ -423,12 +423,9 @@ class Engine:
         runs it in a thread of its own, so that a claim is never late behind a blocked
         write (the monitor waits for it 2 s only, and for "done" as long as it takes)."""
         from .monitor import take_exit
-        sock = self._handovers.pop(cid)
-        code = take_exit(sock)
+        code = take_exit(self._handovers[cid])
         if code is None:
-            sock.close()
-            return None
-        self._handovers[cid] = sock
+            self._handovers.pop(cid).close()
         return code
 
     def finish_claimed(self, cid: str, code: int) -> bool:
@@ -1024,6 +1021,18 @@ def writable_size(root: str | os.PathLike[str], cid: str) -> int:
                 seen.add(key)
                 total += st.st_size
     return total
+
+
+def rotated_logs(log: str | os.PathLike[str]) -> list[str]:
+    """The files a json-file log rotated into, oldest first: LOG.N … LOG.1."""
+    where, base = os.path.split(str(log))
+    try:
+        names = os.listdir(where)
+    except FileNotFoundError:  # the container is gone (--rm)
+        return []
+    numbered = [(int(n[len(base) + 1:]), n) for n in names
+                if n.startswith(base + ".") and n[len(base) + 1:].isdigit()]
+    return [os.path.join(where, n) for _, n in sorted(numbered, reverse=True)]
 
 
 def logs_size(root: str | os.PathLike[str], cid: str) -> int:

@@ -572,14 +572,8 @@ class _LogFollower:
             self.fd = None
             self.rest = b""
             newer = []
-            where, base = os.path.split(self.path)
-            try:
-                names = os.listdir(where)
-            except FileNotFoundError:  # removed (--rm) meanwhile
-                names = []
-            for name in [self.path, *(os.path.join(where, n) for n in names
-                                      if n.startswith(base + ".")
-                                      and n[len(base) + 1:].isdigit())]:
+            from berth.engine.containers import rotated_logs
+            for name in [self.path, *rotated_logs(self.path)]:
                 try:
                     fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
                 except FileNotFoundError:
@@ -943,13 +937,12 @@ def _logs(args: list[str], path: str) -> int:
     except FileNotFoundError:
         fd = None
     try:
-        rotated = sorted((p for p in base.parent.glob(base.name + ".*")
-                          if p.suffix[1:].isdigit()),
-                         key=lambda p: -int(p.suffix[1:]))  # oldest first: LOG.N … LOG.1
+        from berth.engine.containers import rotated_logs
         lines = []
-        for p in rotated:
+        for p in rotated_logs(base):
             try:
-                lines += p.read_bytes().splitlines()
+                with open(p, "rb") as f:
+                    lines += f.read().splitlines()
             except FileNotFoundError:
                 continue
         data = b""
